@@ -1,0 +1,52 @@
+# `make demo` and `make test` each create .venv if missing, install what they need, and run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test test-fast install install-dev install-vllm bench bench-quick readme-tables clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+	# torch first, pinned: the local CPU build. An unpinned torch pulls several GB of CUDA packages.
+	$(PIP) install torch==2.13.0
+
+$(VENV)/.core-installed: pyproject.toml | $(PY)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.core-installed
+	$(PIP) install -e ".[langchain,train,bench,dev]"
+	touch $@
+
+$(VENV)/.vllm-installed: scripts/install_vllm.sh $(VENV)/.dev-installed
+	bash scripts/install_vllm.sh $(PY)
+	touch $@
+
+install: $(VENV)/.core-installed
+install-dev: $(VENV)/.dev-installed
+install-vllm: $(VENV)/.vllm-installed
+
+demo: $(VENV)/.core-installed
+	$(VENV)/bin/pie-retriever demo
+
+# Everything, including the heavy `slow` (training, decoder models) and `vllm` (real engine on CPU) tests.
+test: $(VENV)/.vllm-installed
+	$(PY) -m pytest -ra
+
+# The fast default run only.
+test-fast: $(VENV)/.dev-installed
+	$(PY) -m pytest -ra -m "not slow and not vllm"
+
+bench: $(VENV)/.vllm-installed
+	$(VENV)/bin/pie-retriever bench
+
+bench-quick: $(VENV)/.dev-installed
+	$(VENV)/bin/pie-retriever bench --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

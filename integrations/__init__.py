@@ -1,0 +1,1 @@
+"""Integrations with LangChain (`langchain` extra) and vLLM (`vllm` extra); each imports its framework lazily."""

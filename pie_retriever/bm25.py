@@ -1,0 +1,73 @@
+"""BM25 baseline (bm25s) with the same ``retrieve`` shape as PIERetriever, for like-for-like comparisons.
+
+Tokenizer: bm25s' regex word tokenizer, lowercased, English stopwords removed, no stemming.
+Scoring: Lucene BM25 with k1=1.5, b=0.75 (bm25s defaults).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import EmptyPoolError, PIEError
+from .retriever import EMBED_FIELDS, _check_k, _check_query
+from .types import Demonstration, Hit
+
+
+class BM25Retriever:
+    """Lexical retrieval over the same pool. ``retrieve(query, k)`` / ``retrieve_batch(queries, k)`` → Hits."""
+
+    def __init__(
+        self,
+        demonstrations: Iterable[Demonstration | Mapping[str, Any] | str],
+        *,
+        embed_fields: Sequence[str] = ("instruction",),
+        k1: float = 1.5,
+        b: float = 0.75,
+        stopwords: str | None = "en",
+    ) -> None:
+        import logging
+
+        import bm25s
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+        self.demonstrations = [Demonstration.from_any(d) for d in demonstrations]
+        if not self.demonstrations:
+            msg = "Cannot build BM25 over an empty pool; pass at least one demonstration."
+            raise EmptyPoolError(msg)
+        fields = tuple([embed_fields] if isinstance(embed_fields, str) else embed_fields)
+        if not fields or any(f not in EMBED_FIELDS for f in fields):
+            msg = f"embed_fields must be a non-empty subset of {EMBED_FIELDS}, got {fields!r}."
+            raise PIEError(msg)
+        self.embed_fields, self.k1, self.b, self.stopwords = fields, k1, b, stopwords
+        for i, d in enumerate(self.demonstrations):
+            if d.id is None:
+                d.id = f"demo-{i}"
+        self._bm25s = bm25s
+        corpus = [d.text(fields) for d in self.demonstrations]
+        tokens = bm25s.tokenize(corpus, stopwords=stopwords, show_progress=False)
+        self.model = bm25s.BM25(k1=k1, b=b)
+        self.model.index(tokens, show_progress=False)
+
+    def __len__(self) -> int:
+        return len(self.demonstrations)
+
+    def retrieve(self, query: str, k: int = 4) -> list[Hit]:
+        return self.retrieve_batch([query], k)[0]
+
+    def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
+        if isinstance(queries, str):
+            msg = "retrieve_batch() takes a list of queries; use retrieve() for a single string."
+            raise TypeError(msg)
+        queries = [_check_query(q) for q in queries]
+        k = min(_check_k(k), len(self.demonstrations))
+        if not queries:
+            return []
+        tokens = self._bm25s.tokenize(queries, stopwords=self.stopwords, show_progress=False, return_ids=False)
+        docs, scores = self.model.retrieve(tokens, k=k, show_progress=False, n_threads=0)
+        out = []
+        for row_docs, row_scores in zip(np.asarray(docs), np.asarray(scores)):
+            out.append([Hit(self.demonstrations[int(i)], float(s), r) for r, (i, s) in enumerate(zip(row_docs, row_scores))])
+        return out

@@ -1,0 +1,85 @@
+"""The encoder stage: texts in, float32 (n, d) L2-normalised vectors out."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import PIEError
+
+
+class Encoder(ABC):
+    """Smallest surface an encoder needs: ``dim``, ``fingerprint``, ``encode`` and ``config``.
+
+    ``prompt`` is the template applied to documents; ``query_prompt`` to queries (it defaults to ``prompt``).
+    ``config()`` must return a JSON-serialisable dict with a ``type`` key registered in ``ENCODER_TYPES``
+    so a saved index can rebuild the encoder.
+    """
+
+    prompt: str
+    query_prompt: str
+
+    @property
+    @abstractmethod
+    def dim(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Changes whenever the vectors would change (weights, prompt, pooling, truncation)."""
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str], *, prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+        """Embed ``texts`` (documents, or queries when ``prompt`` is the query prompt)."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]: ...
+
+    def encode_queries(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
+        return self.encode(texts, prompt=self.query_prompt, show_progress=show_progress)
+
+    def encode_documents(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
+        return self.encode(texts, prompt=self.prompt, show_progress=show_progress)
+
+
+def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
+    if isinstance(texts, str):
+        msg = f"encode() takes a list of {what}s, got a single string; wrap it in a list: [{texts!r:.40}]"
+        raise TypeError(msg)
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            msg = f"{what} #{i} is {type(t).__name__} ({t!r:.40}), expected a string."
+            raise TypeError(msg)
+    return out
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+ENCODER_TYPES: dict[str, str] = {
+    "transformer": "pie_retriever.encoders.transformer:TransformerEncoder",
+    "hashing": "pie_retriever.encoders.fake:HashingEncoder",
+    "vllm": "pie_retriever.integrations.vllm:VLLMEncoder",
+}
+
+
+def encoder_from_config(config: dict[str, Any]) -> Encoder:
+    """Rebuild an encoder from the dict its ``config()`` returned (as stored in an index manifest)."""
+    cfg = dict(config)
+    kind = cfg.pop("type", None)
+    if kind not in ENCODER_TYPES:
+        msg = f"Unknown encoder type {kind!r} in config; known types: {', '.join(ENCODER_TYPES)}."
+        raise PIEError(msg)
+    module, _, name = ENCODER_TYPES[kind].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    return cls.from_config(cfg)

@@ -1,0 +1,65 @@
+"""A deterministic, dependency-free encoder for tests and dry runs (not a semantic model)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..prompts import resolve_prompt
+from .base import Encoder, check_texts, l2_normalize
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+class HashingEncoder(Encoder):
+    """Hashes word unigrams into ``dim`` signed buckets. Same text → same vector, on any machine.
+
+    Useful in unit tests (fast, no torch) and to try the pipeline; it matches words, not tasks.
+    """
+
+    def __init__(self, dim: int = 64, prompt: str = "plain", query_prompt: str | None = None) -> None:
+        if not isinstance(dim, int) or dim < 2:
+            msg = f"HashingEncoder dim must be an int >= 2, got {dim!r}."
+            raise ValueError(msg)
+        self._dim = dim
+        self.prompt = resolve_prompt(prompt)
+        self.query_prompt = resolve_prompt(query_prompt) if query_prompt is not None else self.prompt
+        self.calls = 0  # number of encode() calls, handy to check batching in tests
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        key = f"hashing:{self._dim}:{self.prompt}:{self.query_prompt}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def _vector(self, text: str) -> np.ndarray:
+        v = np.zeros(self._dim, dtype=np.float32)
+        for tok in _TOKEN.findall(text.lower()):
+            d = hashlib.blake2b(tok.encode(), digest_size=8).digest()
+            v[int.from_bytes(d[:4], "little") % self._dim] += 1.0 if d[4] & 1 else -1.0
+        if not v.any():
+            v[0] = 1.0
+        return v
+
+    def encode(self, texts: Sequence[str], *, prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+        texts = check_texts(texts)
+        self.calls += 1
+        template = resolve_prompt(prompt) if prompt is not None else self.prompt
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        # The prompt's own words are shared by all texts; hashing only the instruction keeps this a useful fake.
+        del template
+        return l2_normalize(np.stack([self._vector(t) for t in texts]))
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "hashing", "dim": self._dim, "prompt": self.prompt, "query_prompt": self.query_prompt}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> HashingEncoder:
+        return cls(**config)

@@ -1,0 +1,219 @@
+"""Instruction encoder on a Hugging Face transformer (BERT-like encoder or causal decoder).
+
+Poolings (``POOLINGS``): ``mean`` (masked mean of the last layer), ``cls`` (first token), ``last``
+(last non-padding token) and ``last2`` (last token averaged over the last two layers, the paper's decoder
+pooling). Texts are tokenised once, sorted by length and batched to cut padding; bf16 autocast is used on
+CPUs with native bf16 support (``precision="auto"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from functools import lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import PIEError
+from ..models import ResolvedModel, folder_fingerprint, resolve_model
+from ..prompts import apply_prompt, resolve_prompt
+from .base import Encoder, check_texts, l2_normalize
+
+logger = logging.getLogger(__name__)
+
+POOLINGS: dict[str, str] = {
+    "mean": "masked mean of the last layer's token states",
+    "cls": "the first token's last-layer state ([CLS] for BERT-like models)",
+    "last": "the last non-padding token's last-layer state",
+    "last2": "the last non-padding token's state averaged over the last two layers (paper's decoder pooling)",
+}
+PRECISIONS: dict[str, str] = {
+    "auto": "bf16 autocast on CPUs with native bf16 (avx512_bf16/amx), else fp32",
+    "fp32": "full float32",
+    "bf16": "bfloat16 autocast (CPU or CUDA)",
+}
+
+# Inputs longer than this many texts get a progress bar by default (when stderr is a terminal).
+PROGRESS_THRESHOLD = 512
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _check_choice(name: str, value: str, registry: dict[str, str]) -> str:
+    if value not in registry:
+        msg = f"Unknown {name} {value!r}; choose one of: {', '.join(registry)}."
+        raise PIEError(msg)
+    return value
+
+
+class TransformerEncoder(Encoder):
+    """Embed instructions with a transformer and a prompt.
+
+    Args:
+        model: alias (``minilm``, ``pie-minilm``, ``smollm2``), local folder, or cached hub id.
+        prompt: prompt name (``pie``, ``plain``) or template with ``{instruction}``; default: the model's own.
+        query_prompt: prompt for queries; default: same as ``prompt``.
+        pooling: one of ``POOLINGS``; default: the model's own (``mean`` for MiniLM, ``last2`` for decoders).
+        max_length: token limit per text; longer texts are truncated with one warning per call.
+        batch_size: texts per forward pass.
+        precision: ``auto``, ``fp32`` or ``bf16``.
+        device: torch device string.
+    """
+
+    def __init__(
+        self,
+        model: str = "minilm",
+        *,
+        prompt: str | None = None,
+        query_prompt: str | None = None,
+        pooling: str | None = None,
+        max_length: int = 256,
+        batch_size: int = 64,
+        precision: str = "auto",
+        device: str = "cpu",
+    ) -> None:
+        self.resolved: ResolvedModel = resolve_model(model)
+        self.model_spec = model if isinstance(model, str) else str(model)
+        self.prompt = resolve_prompt(prompt if prompt is not None else self.resolved.default_prompt)
+        self.query_prompt = resolve_prompt(query_prompt) if query_prompt is not None else self.prompt
+        self.pooling = _check_choice("pooling", pooling or self.resolved.default_pooling, POOLINGS)
+        self.precision = _check_choice("precision", precision, PRECISIONS)
+        if not isinstance(max_length, int) or max_length < 8:
+            msg = f"max_length must be an int >= 8, got {max_length!r}."
+            raise PIEError(msg)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            msg = f"batch_size must be a positive int, got {batch_size!r}."
+            raise PIEError(msg)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self._load()
+
+    # -- loading -----------------------------------------------------------------------------------
+    def _load(self) -> None:
+        import torch
+        import transformers
+        from transformers import AutoModel, AutoTokenizer
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        path = str(self.resolved.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        # Right padding: causal models then see the same positions as unpadded text, and `last` pooling
+        # finds the last real token from the attention mask.
+        self.tokenizer.padding_side = "right"
+        model = AutoModel.from_pretrained(path, dtype=torch.float32)
+        self.head = None
+        if self.resolved.artifact is not None:
+            from ..training.artifact import apply_artifact
+
+            model, self.head = apply_artifact(model, self.resolved.artifact)
+        model.eval()
+        self.model = model.to(self.device)
+        model_max = getattr(self.model.config, "max_position_embeddings", None) or self.max_length
+        self.max_length = min(self.max_length, int(model_max))
+        self._dim = int(self.head.out_features if self.head is not None and hasattr(self.head, "out_features")
+                        else self.model.config.hidden_size)
+        weights = folder_fingerprint(self.resolved.path, self.resolved.artifact)
+        key = f"{weights}|{self.prompt}|{self.query_prompt}|{self.pooling}|{self.max_length}"
+        self._fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def use_bf16(self) -> bool:
+        if self.precision == "bf16":
+            return True
+        return self.precision == "auto" and self.device == "cpu" and cpu_has_native_bf16()
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": "transformer", "model": self.model_spec, "prompt": self.prompt, "query_prompt": self.query_prompt,
+            "pooling": self.pooling, "max_length": self.max_length, "batch_size": self.batch_size,
+            "precision": self.precision,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TransformerEncoder:
+        cfg = dict(config)
+        model = cfg.pop("model")
+        return cls(model, **cfg)
+
+    # -- encoding ----------------------------------------------------------------------------------
+    def _pool(self, out: Any, mask: Any) -> Any:
+        import torch
+
+        if self.pooling == "mean":
+            m = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            return (out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1.0)
+        if self.pooling == "cls":
+            return out.last_hidden_state[:, 0]
+        # last non-padding position, valid for left and right padding alike
+        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        last = (positions * mask).argmax(dim=1)
+        rows = torch.arange(mask.shape[0], device=mask.device)
+        if self.pooling == "last":
+            return out.last_hidden_state[rows, last]
+        hs = out.hidden_states
+        return (hs[-1][rows, last] + hs[-2][rows, last]) / 2.0
+
+    def encode(self, texts: Sequence[str], *, prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+        import torch
+
+        texts = check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        template = resolve_prompt(prompt) if prompt is not None else self.prompt
+        prompted = [apply_prompt(template, t) for t in texts]
+        enc = self.tokenizer(prompted, truncation=False, add_special_tokens=True)["input_ids"]
+        too_long = sum(len(ids) > self.max_length for ids in enc)
+        if too_long:
+            warnings.warn(
+                f"{too_long} of {len(texts)} input(s) were longer than max_length={self.max_length} tokens "
+                "(prompt included) and were truncated; raise max_length to keep more text.",
+                stacklevel=2,
+            )
+        if too_long:
+            enc = self.tokenizer(prompted, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
+        order = np.argsort([-len(ids) for ids in enc], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if show_progress is None:
+            show_progress = len(texts) >= PROGRESS_THRESHOLD
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(texts), desc="Encoding", unit="text", disable=None if show_progress else True)
+        need_hidden = self.pooling == "last2"
+        autocast = torch.autocast("cpu" if self.device == "cpu" else "cuda", dtype=torch.bfloat16, enabled=self.use_bf16)
+        try:
+            with torch.inference_mode(), autocast:
+                for start in range(0, len(order), self.batch_size):
+                    idx = order[start:start + self.batch_size]
+                    batch = self.tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
+                    result = self.model(**batch, output_hidden_states=need_hidden)
+                    pooled = self._pool(result, batch["attention_mask"])
+                    if self.head is not None:
+                        pooled = self.head(pooled)
+                    out[idx] = pooled.float().cpu().numpy()
+                    bar.update(len(idx))
+        finally:
+            bar.close()
+        return l2_normalize(out)

