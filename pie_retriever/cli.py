@@ -95,8 +95,7 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-add_arguments = {"index": add_index_arguments, "search": add_search_arguments}
-run = {"index": run_index, "search": run_search}
+_LOCAL = {"index": (add_index_arguments, run_index), "search": (add_search_arguments, run_search)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,9 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if module == __name__:
-            add_arguments[name](p)
-            p.set_defaults(_run=run[name])
+        if name in _LOCAL:
+            add, run = _LOCAL[name]
+            add(p)
+            p.set_defaults(_run=run)
             continue
         try:
             mod = importlib.import_module(module)

@@ -12,7 +12,7 @@ from .types import Demonstration
 
 POOL_FORMATS: dict[str, str] = {
     "jsonl": "one JSON object per line: {instruction, input?, output?, id?, metadata?}",
-    "json": "a JSON list of such objects (Alpaca-style files are this shape)",
+    "json": "a JSON list of such objects (Alpaca-style files are this shape) or of instruction strings",
     "ieb": "IEB's {label: {samples: [{category, instruction, input, output}]}}; the label goes to metadata.task",
 }
 
@@ -34,6 +34,8 @@ def _read_text(path: Path) -> str:
 
 
 def _demo(obj: Any, where: str) -> Demonstration:
+    if isinstance(obj, str) and obj.strip():
+        return Demonstration(instruction=obj)  # a bare instruction string (e.g. a list of instructions)
     if not isinstance(obj, dict):
         msg = f"{where}: expected a JSON object with an 'instruction' key, got {type(obj).__name__}."
         raise PoolFormatError(msg)
