@@ -46,7 +46,7 @@ from pie_retriever.encoders.base import Encoder  # noqa: E402
 from pie_retriever.retriever import PIERetriever  # noqa: E402
 from pie_retriever.types import Demonstration, Hit  # noqa: E402
 
-__all__ = ["PIEEmbeddings", "PIEExampleSelector", "PIELangChainRetriever", "escape_braces"]
+__all__ = ["PIEEmbeddings", "PIEExampleSelector", "PIELangChainRetriever", "escape_f_string_braces", "hit_to_document"]
 
 # Options a caller may override per call; each is also a constructor field of the retriever and selector.
 RETRIEVAL_OPTIONS: dict[str, str] = {
@@ -337,7 +337,7 @@ def _word_count(text: str) -> int:
     return len(re.split(r"\n| ", text))
 
 
-def escape_braces(value: Any) -> Any:
+def escape_f_string_braces(value: Any) -> Any:
     """Double ``{`` and ``}`` in a string so an f-string template prints them literally; other values pass."""
     if isinstance(value, str):
         return value.replace("{", "{{").replace("}", "}}")
@@ -541,7 +541,7 @@ class PIEExampleSelector(_RetrievalOptions, BaseExampleSelector):
         if self.max_length is not None:
             examples = self._fit(examples, input_variables)
         if escape:
-            examples = [{key: escape_braces(value) for key, value in e.items()} for e in examples]
+            examples = [{key: escape_f_string_braces(value) for key, value in e.items()} for e in examples]
         return examples
 
     def _escape_for(self, caller: Any) -> bool:

@@ -468,6 +468,17 @@ def test_braces_verbatim_in_chat_variant(fake_encoder):
     assert '{{"a": 1}}' in {m.content for m in few_shot.format_messages(input="Return the JSON")}
 
 
+def test_braces_safe_in_few_shot_prompt_with_templates(fake_encoder):
+    from langchain_core.prompts import FewShotPromptWithTemplates
+
+    sel = PIEExampleSelector.from_examples(BRACE_EXAMPLES, fake_encoder, k=2, input_keys=["input"])
+    prompt = FewShotPromptWithTemplates(
+        example_selector=sel, example_prompt=EXAMPLE_PROMPT,
+        suffix=PromptTemplate.from_template("Input: {input}\nOutput:"), input_variables=["input"],
+    )
+    assert 'Output: {"a": 1}' in prompt.format(input="Return the JSON for b equal to two.")
+
+
 def test_escape_braces_off_reproduces_langchains_behaviour(fake_encoder):
     sel = PIEExampleSelector.from_examples(BRACE_EXAMPLES, fake_encoder, k=2, input_keys=["input"], escape_braces=False)
     assert {'{"a": 1}', "Hello {name}!"} == {e["output"] for e in sel.select_examples({"input": "JSON"})}
@@ -513,3 +524,16 @@ def test_embeddings_with_community_faiss_store(small_pool, fake_encoder):
     assert found[0][0].page_content == hits[0].demonstration.instruction
     # FAISS's default L2 distance on unit vectors is 2 - 2·cosine, so it ranks exactly like PIE's cosine
     assert [1 - d / 2 for _, d in found] == pytest.approx([h.score for h in hits], abs=1e-5)
+
+
+def test_missing_langchain_names_the_extra():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['langchain_core'] = None\n"
+        "try:\n    import pie_retriever.integrations.langchain\n"
+        "except ImportError as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.startswith("MissingDependencyError") and 'pip install "pie-retriever[langchain]"' in out
