@@ -32,11 +32,14 @@ __all__ = [
     "IFT_TEST",
     "IIS_TEST",
     "IISPairs",
+    "RANK_DEPTH",
     "evaluate",
     "held_out_instructions",
+    "intention_similarity",
     "load_iis",
     "load_labelled",
     "load_unlabelled",
+    "task_retrieval",
 ]
 
 EFT_TEST = "eft_test.json"
@@ -139,3 +142,119 @@ def held_out_instructions(data_dir: str | Path) -> set[str]:
         out.update(t.strip() for t in pairs.first)
         out.update(t.strip() for t in pairs.second)
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# protocols
+
+#: Default depth of the leave-one-out ranking (MRR and nDCG are computed within it).
+RANK_DEPTH = 10
+
+
+def _unique(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    index: dict[str, int] = {}
+    pos = np.asarray([index.setdefault(t, len(index)) for t in texts], dtype=np.int64)
+    return list(index), pos
+
+
+def task_retrieval(ranker: Any, instructions: Sequence[str], labels: Sequence[str], *, k: int = RANK_DEPTH,
+                   vectors: np.ndarray | None = None) -> dict[str, float]:
+    """Leave-one-out task retrieval: every instruction queries all the others; relevant = same label.
+
+    Returns ``p@1``, ``p@4``, ``mrr`` (within the top ``k``) and ``ndcg@10`` (ideal from the label's size).
+    When ``vectors`` (document embeddings of ``instructions``) are given they are ranked directly.
+    """
+    from .metrics import mrr, ndcg_at_k, precision_at_k, relevance
+
+    k = min(k, len(instructions) - 1)  # tiny sets: rank every other instruction
+    if k < 1:
+        msg = "task retrieval needs at least two instructions."
+        raise ValueError(msg)
+    if vectors is not None:
+        from .rankers import Ranker
+
+        idx = Ranker._rank_vectors(vectors, vectors, k, True)
+    else:
+        idx = ranker.rank(list(instructions), None, k, loo=True)
+    lab = np.asarray(list(labels), dtype=object)
+    rel = relevance(lab, lab[idx])
+    counts: dict[str, int] = {}
+    for x in lab:
+        counts[x] = counts.get(x, 0) + 1
+    n_rel = np.asarray([counts[x] - 1 for x in lab])
+    return {
+        "p@1": precision_at_k(rel, 1), "p@4": precision_at_k(rel, min(4, k)), "mrr": mrr(rel),
+        "ndcg@10": ndcg_at_k(rel, min(10, k), n_relevant=n_rel),
+    }
+
+
+def intention_similarity(embed: Any, pairs: IISPairs) -> float:
+    """Spearman correlation between the cosine of each pair and its 0/1 label (``embed``: texts → unit vectors)."""
+    from .metrics import spearman
+
+    texts, pos = _unique([*pairs.first, *pairs.second])
+    v = np.asarray(embed(texts), dtype=np.float32)
+    n = len(pairs)
+    a, b = v[pos[:n]], v[pos[n:]]
+    na = np.linalg.norm(a, axis=1)
+    nb = np.linalg.norm(b, axis=1)
+    denom = np.where(na * nb > 0, na * nb, 1.0)
+    cos = (a * b).sum(axis=1) / denom
+    return spearman(cos, pairs.labels)
+
+
+def evaluate(
+    ranker: Any,
+    data_dir: str | Path,
+    *,
+    name: str | None = None,
+    clustering: bool | None = None,
+    similarity: bool | None = None,
+    k: int = RANK_DEPTH,
+    seed: int = 0,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the IEB protocols for one ranker; returns a flat result dict (``None`` for protocols not run).
+
+    Clustering and similarity need vectors: they run by default for rankers with an ``embed`` method
+    (embedding models, TF-IDF) and are skipped for BM25.
+    """
+    from .metrics import clustering_scores
+    from .rankers import EmbeddingRanker
+
+    data_dir = Path(data_dir)
+    instructions, labels = load_labelled(data_dir / EFT_TEST)
+    can_embed = hasattr(ranker, "embed")
+    clustering = can_embed if clustering is None else clustering
+    similarity = can_embed if similarity is None else similarity
+    if (clustering or similarity) and not can_embed:
+        msg = f"Ranker {type(ranker).__name__} has no embed(); clustering and similarity need vectors."
+        raise ValueError(msg)
+    seconds: dict[str, float] = {}
+    result: dict[str, Any] = {"name": name or getattr(ranker, "name", type(ranker).__name__), **(info or {})}
+    t0 = time.perf_counter()
+    vectors = None
+    if isinstance(ranker, EmbeddingRanker):
+        enc = ranker.encoder
+        if getattr(enc, "query_prompt", None) == getattr(enc, "prompt", None):
+            unique, pos = _unique(instructions)
+            vectors = ranker.embed(unique)[pos]
+            seconds["encode_eft"] = time.perf_counter() - t0
+    result.update(task_retrieval(ranker, instructions, labels, k=k, vectors=vectors))
+    seconds["retrieval"] = time.perf_counter() - t0
+    result.update({"ari": None, "purity": None, "homogeneity": None, "iis_spearman": None})
+    if clustering:
+        t1 = time.perf_counter()
+        if vectors is None:
+            vectors = np.asarray(ranker.embed(instructions), dtype=np.float32)
+        result.update(clustering_scores(vectors, labels, seed=seed))
+        seconds["clustering"] = time.perf_counter() - t1
+    if similarity:
+        t2 = time.perf_counter()
+        result["iis_spearman"] = intention_similarity(ranker.embed, load_iis(data_dir / IIS_TEST))
+        seconds["similarity"] = time.perf_counter() - t2
+    seconds["total"] = time.perf_counter() - t0
+    result["seconds"] = {key: round(v, 1) for key, v in seconds.items()}
+    result["n_instructions"] = len(instructions)
+    result["n_labels"] = len(set(labels))
+    return result
