@@ -347,6 +347,20 @@ class FewShotPromptBuilder:
         raise TypeError(msg)
 
     @property
+    def stop(self) -> list[str]:
+        """Stop strings for completion prompts: the start of the next example (``"\\n\\n### Instruction:"``, then
+        ``"### Instruction:"`` for Alpaca), so a small model does not go on inventing more examples. The longer
+        string comes first so the separator is cut too. Empty for callable templates."""
+        if callable(self.template) and not isinstance(self.template, (str, Mapping)):
+            return []
+        spec = TEMPLATES[self.template] if isinstance(self.template, str) else self.template
+        prefix = spec["example"].split("{instruction}", 1)[0].strip()
+        if not prefix:
+            return []
+        separated = spec["separator"] + prefix
+        return [separated, prefix] if separated != prefix else [prefix]
+
+    @property
     def budget(self) -> int | None:
         """Tokens the prompt may use (``max_model_len - max_tokens``), or ``None`` without a budget."""
         return None if self.max_model_len is None else self.max_model_len - self.max_tokens
@@ -556,6 +570,9 @@ class PIEGenerator:
         builder: a ready :class:`FewShotPromptBuilder` (then ``retriever`` and the builder options are not used).
         tokenizer: the budget's tokenizer; default ``"auto"``: ``llm.get_tokenizer()`` when the engine has it.
         max_model_len: default ``"auto"``: the engine's ``model_config.max_model_len`` when it has one.
+        stop: stop strings added to the sampling parameters of :meth:`generate` (on a copy): ``"auto"``
+            (default) uses ``builder.stop``, the start of the next example such as ``"### Instruction:"``;
+            ``None`` adds none. :meth:`chat` adds none (the chat template ends the assistant turn).
         **builder_options: ``k``, ``template``, ``order``, ``max_tokens``, ``system_prompt``,
             ``chat_template_kwargs``, ``retrieve_options`` (see :class:`FewShotPromptBuilder`).
 
@@ -566,11 +583,18 @@ class PIEGenerator:
     """
 
     def __init__(self, llm: Any, retriever: Any = None, *, builder: FewShotPromptBuilder | None = None,
-                 tokenizer: Any = _AUTO, max_model_len: Any = _AUTO, **builder_options: Any) -> None:
+                 tokenizer: Any = _AUTO, max_model_len: Any = _AUTO, stop: Any = _AUTO,
+                 **builder_options: Any) -> None:
         if not (hasattr(llm, "generate") or hasattr(llm, "chat")):
             msg = f"llm must be a vllm.LLM or an object with generate()/chat() methods, got {type(llm).__name__}."
             raise TypeError(msg)
         self.llm = llm
+        if stop is not _AUTO and stop is not None and not (
+            isinstance(stop, (list, tuple)) and all(isinstance(x, str) and x for x in stop)
+        ):
+            msg = f"stop must be 'auto', None or a list of non-empty strings, got {stop!r}."
+            raise ValueError(msg)
+        self._stop = stop
         if builder is not None:
             if retriever is not None or builder_options or tokenizer is not _AUTO or max_model_len is not _AUTO:
                 msg = "Pass either builder=... or retriever plus builder options, not both."
@@ -600,20 +624,48 @@ class PIEGenerator:
         kwargs = cpu_llm_kwargs(**dict(llm_kwargs or {})) if _vllm_on_cpu() else dict(llm_kwargs or {})
         return cls(vllm.LLM(model=path, **kwargs), retriever, **options)
 
+    @property
+    def stop(self) -> list[str]:
+        """Stop strings added to the sampling parameters of :meth:`generate` (``"auto"``: ``builder.stop``)."""
+        if self._stop is _AUTO:
+            return self.builder.stop
+        return list(self._stop or [])
+
     # -- sampling parameters -------------------------------------------------------------------------
-    def _sampling(self, sampling_params: Any, n: int) -> tuple[Any, list[int | None]]:
+    @staticmethod
+    def _with_stop(sp: Any, stop: list[str]) -> Any:
+        """A copy of ``sp`` whose stop strings include ``stop`` (the caller's object is never modified)."""
+        current = getattr(sp, "stop", None)
+        current = [current] if isinstance(current, str) else list(current or [])
+        merged = current + [s for s in stop if s not in current]
+        if merged == current:
+            return sp
+        clone = getattr(sp, "clone", None)
+        sp = clone() if callable(clone) else copy.copy(sp)
+        sp.stop = merged
+        # vLLM derives how much text to hold back for stop-string matching in __post_init__; keep it in step.
+        if hasattr(sp, "output_text_buffer_length") and not getattr(sp, "include_stop_str_in_output", False):
+            sp.output_text_buffer_length = max(len(s) for s in merged) - 1
+        return sp
+
+    def _sampling(self, sampling_params: Any, n: int, stop: list[str]) -> tuple[Any, list[int | None]]:
         """The sampling parameters to send and the generation budget of each query."""
         if sampling_params is None:
             getter = getattr(self.llm, "get_default_sampling_params", None)
             if not callable(getter):
                 return None, [None] * n
-            sampling_params = copy.copy(getter())
+            default = getter()
+            clone = getattr(default, "clone", None)
+            sampling_params = clone() if callable(clone) else copy.copy(default)
             sampling_params.max_tokens = self.builder.max_tokens
         if isinstance(sampling_params, (list, tuple)):
             if len(sampling_params) != n:
                 msg = f"Got {len(sampling_params)} sampling_params for {n} queries; pass one, or one per query."
                 raise ValueError(msg)
-            return list(sampling_params), [getattr(sp, "max_tokens", None) for sp in sampling_params]
+            params = [self._with_stop(sp, stop) if stop else sp for sp in sampling_params]
+            return params, [getattr(sp, "max_tokens", None) for sp in params]
+        if stop:
+            sampling_params = self._with_stop(sampling_params, stop)
         return sampling_params, [getattr(sampling_params, "max_tokens", None)] * n
 
     def _run(self, method: str, queries: Sequence[Any], sampling_params: Any, kwargs: dict[str, Any]) -> list[GenerationResult]:
@@ -626,7 +678,7 @@ class PIEGenerator:
         if not callable(engine_call):
             msg = f"The engine {type(self.llm).__name__} has no {method}() method."
             raise TypeError(msg)
-        params, budgets = self._sampling(sampling_params, len(queries))
+        params, budgets = self._sampling(sampling_params, len(queries), self.stop if method == "generate" else [])
         prompts = self.builder.build_batch(queries, chat=method == "chat", max_tokens=budgets)
         if method == "chat" and self.builder.chat_template_kwargs and "chat_template_kwargs" not in kwargs:
             kwargs["chat_template_kwargs"] = self.builder.chat_template_kwargs

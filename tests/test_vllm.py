@@ -302,6 +302,7 @@ def test_generate_one_engine_call_with_demos(retriever):
     assert prompts == [r.prompt for r in results] and all(isinstance(p, str) for p in prompts)
     # no sampling params: the engine's defaults with max_tokens = the builder's generation budget
     assert params.max_tokens == 100 and params.temperature == 0.7
+    assert params.stop == ["\n\n### Instruction:", "### Instruction:"]  # the next Alpaca example would start there
     for r, q in zip(results, queries):
         assert r.text.startswith("generate answer")
         assert len(r.demonstrations) == 2 and r.query == (q if isinstance(q, str) else q[0])
@@ -498,3 +499,23 @@ def test_cpu_llm_kwargs(monkeypatch):
     assert cpu_llm_kwargs(max_model_len=2048, kv_cache_memory_bytes=5)["kv_cache_memory_bytes"] == 5
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "2")
     assert "kv_cache_memory_bytes" not in cpu_llm_kwargs()
+
+
+def test_stop_strings(retriever):
+    assert FewShotPromptBuilder(retriever).stop == ["\n\n### Instruction:", "### Instruction:"]
+    assert FewShotPromptBuilder(retriever, template="plain").stop == ["\n\nInstruction:", "Instruction:"]
+    spec = {"header": "", "example": "Q: {instruction}\n{input_block}A: {output}", "input_block": "{input}\n", "separator": "\n"}
+    assert FewShotPromptBuilder(retriever, template=spec).stop == ["\nQ:", "Q:"]
+    assert FewShotPromptBuilder(retriever, template=lambda d, q, i: q).stop == []
+    llm = FakeLLM()
+    user_params = SimpleNamespace(max_tokens=20, stop="END")
+    PIEGenerator(llm, retriever).generate([QUERY], user_params)
+    assert llm.calls[-1][2].stop == ["END", "\n\n### Instruction:", "### Instruction:"] and user_params.stop == "END"  # a copy is sent
+    PIEGenerator(llm, retriever, stop=None).generate([QUERY], user_params)
+    assert llm.calls[-1][2] is user_params
+    PIEGenerator(llm, retriever, stop=["\n\n"]).generate([QUERY], [user_params])
+    assert llm.calls[-1][2][0].stop == ["END", "\n\n"]
+    PIEGenerator(llm, retriever).chat([QUERY], user_params)
+    assert llm.calls[-1][2] is user_params  # chat: the chat template ends the turn
+    with pytest.raises(ValueError, match="stop must be 'auto', None or a list of non-empty strings"):
+        PIEGenerator(llm, retriever, stop="###")
