@@ -89,6 +89,8 @@ def _methods() -> dict[str, Method]:
 
 METHODS: dict[str, str] = {name: m.description for name, m in _methods().items()}
 
+SLOW_METHODS = ("smollm2-pie",)  # run only on sets with at most BenchConfig.decoder_max_texts texts
+MAX_LABELS_BY_TASK = 60  # sets with at most this many labels also get P@4 per task in the JSON
 FULL_METHODS = ("bm25", "tfidf", "minilm", "pie-zeroshot", "default", "smollm2-pie")
 QUICK_METHODS = ("bm25", "tfidf", "minilm", "pie-zeroshot", "default")
 ICL_CONDITIONS = ("none", "random", "bm25", "minilm", "pie", "oracle")
@@ -116,6 +118,7 @@ class BenchConfig:
     pool: str | None = None
     label_field: str | None = None
     eft_limit: int | None = None  # subsample eft_test to this many samples (quick)
+    decoder_max_texts: int | None = 1500  # the decoder PIE method skips sets with more texts (None: no limit)
     icl_queries: int | None = None  # cap on ICL queries (None: every short-answer query)
     icl_k: int = 4
     icl_backend: str = "transformers"
@@ -351,6 +354,12 @@ def run_quality(cfg: BenchConfig, sets: Sequence[EvalSet], encoders: _Encoders |
         for name in names:
             method = methods[name]
             bar.set_postfix(set=es.key, method=name)
+            n_texts = len(es.pool_texts) + (0 if es.loo else len(es.query_texts or []))
+            if name in SLOW_METHODS and cfg.decoder_max_texts is not None and n_texts > cfg.decoder_max_texts:
+                per_method[name] = {"skipped": f"{n_texts:,} texts > --decoder-max-texts {cfg.decoder_max_texts:,} "
+                                               "(the 135M decoder encodes ~4-10 texts/s on 2 cores)"}
+                bar.update(1)
+                continue
             t0 = time.perf_counter()
             try:
                 ranker = _ranker(method, encoders, cfg.show_progress)
@@ -372,6 +381,12 @@ def run_quality(cfg: BenchConfig, sets: Sequence[EvalSet], encoders: _Encoders |
                 rankings[fp] = ranked
             metrics, p4 = evaluate_ranking(es, ranked)
             metrics["seconds"] = round(time.perf_counter() - t0, 2)
+            if len(set(es.pool_labels)) <= MAX_LABELS_BY_TASK:
+                kept = [lab for lab, n in zip(es.queries[1], es.n_relevant()) if n > 0]
+                by: dict[str, list[float]] = {}
+                for lab, v in zip(kept, p4):
+                    by.setdefault(str(lab), []).append(float(v))
+                metrics["p@4_by_task"] = {lab: round(float(np.mean(v)), 4) for lab, v in sorted(by.items())}
             per_method[name] = metrics
             per_query[name] = p4
             bar.update(1)
@@ -634,10 +649,15 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
     lines.append("## Benchmark: PIE vs BM25")
     lines.append("")
     lines.append(f"Rendered by `benchmarks/render_readme.py` from `{json_path or 'results/' + results.get('name', 'bench') + '.json'}` "
-                 f"(command: `{cmd}`; {results.get('created', '')}). Full run: {_num(results.get('wall_s', 0) / 60)} min wall on "
+                 f"(command: `{cmd}`; {results.get('created', '')}). {'Quick' if cfg.get('quick') else 'Full'} run: "
+                 f"{_num(results.get('wall_s', 0) / 60)} min wall on "
                  f"{m.get('cpu_count')} × {m.get('cpu', '?')}, torch {results.get('versions', {}).get('torch', '?')}, "
                  f"load average {m.get('load_average', ['?'])[0]} at start / {(m.get('load_average_end') or ['?'])[0]} at end "
                  "(the machine was shared, so speed figures are best read as ratios measured in the same run).")
+    lines.append("")
+    lines.append("Rerun it: `pie-retriever bench` (needs the `bench` extra; IEB files from `--ieb-dir` or `$PIE_IEB_DIR`), "
+                 "`pie-retriever bench --quick` for a one-minute smoke run, or `pie-retriever bench --pool FILE --label-field NAME` "
+                 "for task-match quality on your own labelled pool.")
     lines.append("")
     if png_path:
         lines.append(f"![P@4 by method and set; query latency by pool size]({png_path})")
@@ -659,14 +679,15 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
             cells = []
             for key, s in sets.items():
                 r = s["results"].get(name, {})
-                if "error" in r:
-                    cells += ["n/a", "–"]
+                if "p@4" not in r:
+                    cells += ["n/a" if "error" in r else "skipped", "–"]
                     continue
                 best = max((v.get("p@4", -1) for v in s["results"].values() if "p@4" in v), default=None)
                 val = _f(r.get("p@4"))
                 cells += [f"**{val}**" if r.get("p@4") == best else val, _ci(r.get("p@4_minus_bm25"))]
             lines.append(f"| {meta['label']} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines.extend(_loss_notes(q))
         for key, s in sets.items():
             lines.append(f"<details><summary>{_set_title(key, s)}: {s['description']} — P@1, P@4, nDCG@10, MRR@10</summary>")
             lines.append("")
@@ -676,8 +697,9 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
             lines.append("|---|---:|---:|---:|---:|---:|")
             for name, meta in methods.items():
                 r = s["results"].get(name, {})
-                if "error" in r:
-                    lines.append(f"| {meta['label']} | n/a ({r['error'][:60]}) | | | | |")
+                if "p@4" not in r:
+                    why = r.get("error") or r.get("skipped") or "not run"
+                    lines.append(f"| {meta['label']} | {'n/a' if 'error' in r else 'skipped'}: {why[:90]} | | | | |")
                     continue
                 lines.append(f"| {meta['label']} | {_f(r.get('p@1'))} | {_f(r.get('p@4'))} | {_f(r.get('ndcg@10'))} | "
                              f"{_f(r.get('mrr@10'))} | {_num(r.get('seconds', 0))} |")
@@ -760,6 +782,34 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _loss_notes(q: dict[str, Any], method: str = "default") -> list[str]:
+    """Bullets: where ``method`` trails BM25 (whole sets whose interval is below 0; tasks of small sets)."""
+    label = q["methods"].get(method, {}).get("label")
+    if not label or "bm25" not in q["methods"]:
+        return []
+    worse, better, tasks = [], [], []
+    for key, s in q["sets"].items():
+        r, b = s["results"].get(method, {}), s["results"].get("bm25", {})
+        ci = r.get("p@4_minus_bm25")
+        if ci and ci.get("hi") is not None and ci["hi"] < 0:
+            worse.append(f"{_set_title(key, s)} ({_f(r['p@4'])} vs {_f(b['p@4'])})")
+        elif ci and ci.get("lo") is not None and ci["lo"] > 0:
+            better.append(f"{_set_title(key, s)} ({_f(r['p@4'])} vs {_f(b['p@4'])})")
+        mine, theirs = r.get("p@4_by_task", {}), b.get("p@4_by_task", {})
+        lost = sorted(((theirs[t] - v, t, v, theirs[t]) for t, v in mine.items() if t in theirs and v < theirs[t]), reverse=True)
+        if lost:
+            tasks.append(f"{_set_title(key, s)}: " + ", ".join(f"`{t}` {v:.2f} vs {w:.2f}" for _, t, v, w in lost[:8])
+                         + (f" (+{len(lost) - 8} more)" if len(lost) > 8 else ""))
+    out = []
+    if better:
+        out.append(f"- {label} beats BM25 (95% interval above 0) on: {'; '.join(better)}.")
+    if worse:
+        out.append(f"- {label} trails BM25 (95% interval below 0) on: {'; '.join(worse)}.")
+    if tasks:
+        out.append(f"- Tasks where {label} has a lower P@4 than BM25 — " + "; ".join(tasks) + ".")
+    return out + ([""] if out else [])
+
+
 MARK_START = "<!-- bench:start -->"
 MARK_END = "<!-- bench:end -->"
 
@@ -784,6 +834,10 @@ def update_readme(readme: str | os.PathLike, markdown: str) -> bool:
     return True
 
 
+_COLORS = {"bm25": "#7f7f7f", "tfidf": "#bcbd22", "minilm": "#1f77b4", "pie-zeroshot": "#9467bd", "default": "#d62728",
+           "smollm2-pie": "#ff7f0e"}
+
+
 def plot_results(results: dict[str, Any], path: str | os.PathLike) -> Path | None:
     """PNG: P@4 by method on each set (left) and single-query p50 latency by pool size (right)."""
     import matplotlib
@@ -795,7 +849,7 @@ def plot_results(results: dict[str, Any], path: str | os.PathLike) -> Path | Non
     panels = [p for p in (q, sp) if p]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 3.8), dpi=100)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), dpi=100)
     axes = np.atleast_1d(axes)
     ax_i = 0
     if q:
@@ -807,20 +861,30 @@ def plot_results(results: dict[str, Any], path: str | os.PathLike) -> Path | Non
         x = np.arange(len(sets))
         for j, name in enumerate(names):
             vals = [q["sets"][s]["results"].get(name, {}).get("p@4", np.nan) for s in sets]
-            ax.bar(x + (j - (len(names) - 1) / 2) * width, vals, width, label=q["methods"][name]["label"])
+            bars = ax.bar(x + (j - (len(names) - 1) / 2) * width, vals, width, label=q["methods"][name]["label"],
+                          color=_COLORS.get(name), edgecolor="black" if name == "bm25" else None, linewidth=0.6)
+            if name == "default":
+                ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+        bm = [q["sets"][s]["results"].get("bm25", {}).get("p@4") for s in sets]
+        for xi, v in zip(x, bm):
+            if v is not None:
+                ax.hlines(v, xi - 0.42, xi + 0.42, colors="black", linestyles=":", linewidth=0.8)
         ax.set_xticks(x, [_set_title(s, q["sets"][s]) for s in sets], fontsize=8)
         ax.set_ylabel("P@4 (same task label)")
-        ax.set_ylim(0, 1)
-        ax.set_title("Task-match quality")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("Task-match quality (dotted: BM25)")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
         ax.grid(axis="y", alpha=0.3)
     if sp:
         ax = axes[ax_i]
         ns = [r["n"] for r in sp["per_size"]]
-        ax.plot(ns, [r["pie"]["single"]["p50_ms"] for r in sp["per_size"]], "o-", label=f"PIE ({sp.get('model')}) p50")
-        ax.plot(ns, [r["pie"]["single"]["p95_ms"] for r in sp["per_size"]], "o--", alpha=0.6, label="PIE p95")
-        ax.plot(ns, [r["bm25"]["single"]["p50_ms"] for r in sp["per_size"]], "s-", label="BM25 p50")
-        ax.plot(ns, [r["bm25"]["single"]["p95_ms"] for r in sp["per_size"]], "s--", alpha=0.6, label="BM25 p95")
+        pie_c, bm_c = _COLORS["default"], _COLORS["bm25"]
+        ax.plot(ns, [r["pie"]["single"]["p50_ms"] for r in sp["per_size"]], "o-", color=pie_c, label=f"PIE ({sp.get('model')}) p50")
+        ax.plot(ns, [r["pie"]["single"]["p95_ms"] for r in sp["per_size"]], "o--", color=pie_c, alpha=0.5, label="PIE p95")
+        ax.plot(ns, [r["bm25"]["single"]["p50_ms"] for r in sp["per_size"]], "s-", color=bm_c, label="BM25 p50")
+        ax.plot(ns, [r["bm25"]["single"]["p95_ms"] for r in sp["per_size"]], "s--", color=bm_c, alpha=0.5, label="BM25 p95")
+        ax.plot(ns, [r["pie"]["search_only"]["p50_ms"] for r in sp["per_size"]], "^:", color=pie_c, alpha=0.7,
+                label="PIE search only p50 (no query encoding)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("pool size (demonstrations)")

@@ -40,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sets", type=_csv, default=None, help=f"quality sets, comma-separated from: {', '.join(SETS)} (default: every available one)")
     p.add_argument("--methods", type=_csv, default=None, help=f"quality methods, comma-separated from: {', '.join(METHODS)}")
     p.add_argument("--no-decoder", action="store_true", help="leave out the SmolLM2 PIE encoder from the quality section (saves minutes)")
+    p.add_argument("--decoder-max-texts", type=int, default=None,
+                   help="the decoder method skips sets with more texts than this (default 1500: bundled + ift_test; 0 = no limit)")
     p.add_argument("--ieb-dir", default=None, help="folder with IEB's eft_test.json etc. (default: $PIE_IEB_DIR, else <repo>/../shared/ieb)")
     p.add_argument("--pool", default=None, help="your pool file (JSONL/JSON/IEB); evaluated leave-one-out on its task labels")
     p.add_argument("--label-field", default=None, help="the field of --pool holding the task label (top-level or metadata key)")
@@ -78,6 +80,8 @@ def config_from_args(args: argparse.Namespace):
         methods = tuple(m for m in methods if m != "smollm2-pie")
     overrides["methods"] = methods
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.decoder_max_texts is not None:
+        overrides["decoder_max_texts"] = args.decoder_max_texts or None
     if args.quick:
         return BenchConfig.quick_preset(**overrides)
     return BenchConfig(**overrides)
