@@ -133,7 +133,7 @@ class BenchConfig:
     compare_rounds: int = 2
     matmul_seconds: float = 2.0
     memory_sizes: tuple[int, ...] | None = None  # sizes whose RSS is probed in a fresh process (None: all; quick: the largest)
-    threads: int | None = None
+    threads: int | str | None = "auto"  # int, None (torch's default) or "auto" (see resolve_threads)
     seed: int = 0
     out_dir: str = "results"
     show_progress: bool | None = None
@@ -477,7 +477,7 @@ def run_icl_section(cfg: BenchConfig, encoders: _Encoders | None = None) -> dict
             labels[c] = "oracle: random demonstrations of the gold task"
     options: dict[str, Any] = {}
     if cfg.icl_backend == "transformers":
-        options = {"batch_size": cfg.icl_batch_size, "threads": cfg.threads}
+        options = {"batch_size": cfg.icl_batch_size}
     t0 = time.perf_counter()
     backend = make_backend(cfg.icl_backend, cfg.icl_model, **options)
     load_s = time.perf_counter() - t0
@@ -549,19 +549,42 @@ def run_speed_section(cfg: BenchConfig, encoders: _Encoders | None = None) -> di
 
 
 # -- the run ---------------------------------------------------------------------------------------
+def resolve_threads(threads: int | str | None) -> tuple[int | None, str]:
+    """``"auto"``: one torch/faiss thread when the 1-minute load average already exceeds the core count (two
+    threads then mostly wait for each other: measured 5 s vs 40 s for one SmolLM2 generation here), otherwise
+    torch's default. An int is used as given; None keeps torch's default."""
+    if threads is None:
+        return None, "torch default"
+    if isinstance(threads, int) or (isinstance(threads, str) and threads.isdigit()):
+        return int(threads), "--threads"
+    if threads != "auto":
+        msg = f"threads must be a positive int, None or 'auto', got {threads!r}."
+        raise PIEError(msg)
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None, "auto: load average unavailable, torch default"
+    if load > cores:
+        return 1, f"auto: load average {load:.1f} > {cores} cores"
+    return None, f"auto: load average {load:.1f} <= {cores} cores, torch default"
+
+
 def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the configured sections and return the results dict (also written by :func:`save_results`)."""
     from .speed import library_versions, machine_info
 
     log = log or (lambda s: None)
-    if cfg.threads:
+    threads, why = resolve_threads(cfg.threads)
+    log(f"threads: {threads or 'torch default'} ({why})")
+    if threads:
         import torch
 
-        torch.set_num_threads(cfg.threads)
+        torch.set_num_threads(threads)
         try:
             import faiss
 
-            faiss.omp_set_num_threads(cfg.threads)
+            faiss.omp_set_num_threads(threads)
         except ImportError:
             pass
     started = time.perf_counter()
@@ -573,6 +596,7 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None)
         "versions": library_versions(),
         "bm25": BM25_DESCRIPTION,
         "section_wall_s": {},
+        "threads": {"used": threads, "why": why},
     }
     encoders = _Encoders()
     if "quality" in cfg.sections:
@@ -661,7 +685,7 @@ def _ci(d: dict[str, float] | None, nd: int = 3) -> str:
 
 
 def _set_title(key: str, s: dict[str, Any]) -> str:
-    titles = {"ieb-eft": "IEB eft_test (LOO)", "ieb-ift": "IEB ift_test (pool→query)", "bundled": "bundled pool (held-out)"}
+    titles = {"ieb-eft": "IEB eft_test (LOO)", "ieb-ift": "IEB ift_test (pool→query; P@4 ≤ 0.25)", "bundled": "bundled pool (held-out)"}
     return titles.get(key, key)
 
 
@@ -671,7 +695,7 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
     m = results.get("machine", {})
     cfg = results.get("config", {})
     cmd = "pie-retriever bench --quick" if cfg.get("quick") else "pie-retriever bench"
-    if cfg.get("threads"):
+    if cfg.get("threads") not in (None, "auto"):
         cmd += f" --threads {cfg['threads']}"
     lines.append("## Benchmark: PIE vs BM25")
     lines.append("")
@@ -679,6 +703,8 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
                  f"(command: `{cmd}`; {results.get('created', '')}). {'Quick' if cfg.get('quick') else 'Full'} run: "
                  f"{_num(results.get('wall_s', 0) / 60)} min wall on "
                  f"{m.get('cpu_count')} × {m.get('cpu', '?')}, torch {results.get('versions', {}).get('torch', '?')}, "
+                 f"torch threads: {(results.get('threads') or {}).get('used') or m.get('torch_threads')} "
+                 f"({(results.get('threads') or {}).get('why', 'default')}), "
                  f"load average {m.get('load_average', ['?'])[0]} at start / {(m.get('load_average_end') or ['?'])[0]} at end "
                  "(the machine was shared, so speed figures are best read as ratios measured in the same run).")
     lines.append("")

@@ -52,7 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--icl-conditions", type=_csv, default=None, help=f"comma-separated from: {', '.join(ICL_CONDITIONS)}")
     p.add_argument("--sizes", type=_sizes, default=None, help="speed pool sizes, e.g. 1k,10k,100k (default)")
     p.add_argument("--encode-limit", type=int, default=None, help="largest pool encoded for real; larger ones reuse perturbed vectors (default 10000)")
-    p.add_argument("--threads", type=int, default=None, help="torch/faiss threads (default: torch's choice; 1 is often faster on a loaded machine)")
+    p.add_argument("--threads", default="auto",
+                   help="torch/faiss threads: a number, 'default' (torch's choice) or 'auto' (default: 1 thread when the "
+                        "load average exceeds the core count, where 2 threads mostly wait for each other; else torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="results", help="where <name>.json and <name>.png go (default: %(default)s)")
     p.add_argument("--readme", default=None, help="also render the tables into this README between <!-- bench:start/end --> markers")
@@ -67,7 +69,7 @@ def config_from_args(args: argparse.Namespace):
         "name": args.name, "sets": args.sets, "ieb_dir": args.ieb_dir, "pool": args.pool, "label_field": args.label_field,
         "icl_queries": args.icl_queries, "icl_k": args.icl_k, "icl_backend": args.icl_backend, "icl_model": args.icl_model,
         "icl_conditions": args.icl_conditions, "sizes": args.sizes, "encode_limit": args.encode_limit,
-        "threads": args.threads, "seed": args.seed, "out_dir": args.out_dir,
+        "threads": None if args.threads == "default" else args.threads, "seed": args.seed, "out_dir": args.out_dir,
         "show_progress": False if args.no_progress else None,
     }
     if args.pool and not args.sets:
@@ -79,7 +81,7 @@ def config_from_args(args: argparse.Namespace):
     if args.no_decoder:
         methods = tuple(m for m in methods if m != "smollm2-pie")
     overrides["methods"] = methods
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = {k: v for k, v in overrides.items() if v is not None or k == "threads"}
     if args.decoder_max_texts is not None:
         overrides["decoder_max_texts"] = args.decoder_max_texts or None
     if args.quick:
