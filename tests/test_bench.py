@@ -364,3 +364,23 @@ def test_quick_benchmark_smoke(tmp_path):
     assert data["icl"]["n_queries"] == 4
     assert [r["n"] for r in data["speed"]["per_size"]] == [500, 2000, 20000]
     assert "### Speed and memory" in done.stdout
+
+
+def test_resolve_threads(monkeypatch):
+    assert bench.resolve_threads(3) == (3, "--threads")
+    assert bench.resolve_threads(None)[0] is None
+    monkeypatch.setattr(os, "getloadavg", lambda: (99.0, 0.0, 0.0))
+    assert bench.resolve_threads("auto")[0] == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert bench.resolve_threads("auto")[0] is None
+    with pytest.raises(Exception, match="threads must be"):
+        bench.resolve_threads("many")
+
+
+def test_trained_on_set_is_marked_in_the_table():
+    res = _fake_results()
+    res["quality"]["sets"]["ieb-ift"] = {**res["quality"]["sets"]["bundled"], "results": {
+        "bm25": {"p@1": 0.3, "p@4": 0.15, "ndcg@10": 0.5, "mrr@10": 0.4},
+        "default": {"p@1": 0.9, "p@4": 0.24, "ndcg@10": 0.9, "mrr@10": 0.9, "trained_on_set": True}}}
+    md = bench.render_markdown(res)
+    assert "0.240 †" in md and "not a held-out result" in md

@@ -169,7 +169,7 @@ class BenchConfig:
         """About a minute on 2 cores: small subsets everywhere, no decoder encoder."""
         base = {
             "name": "bench-quick", "quick": True, "methods": QUICK_METHODS, "sets": ("ieb-eft", "bundled"),
-            "eft_limit": 300, "icl_queries": 4,
+            "eft_limit": 200, "icl_queries": 4,
             "icl_conditions": ("none", "random", "bm25", "pie"),
             "sizes": (500, 2_000, 20_000), "encode_limit": 500, "n_single": 20, "batch_queries": 64,
             "compare_texts": 64, "compare_rounds": 1, "matmul_seconds": 0.3,
