@@ -570,8 +570,11 @@ def resolve_threads(threads: int | str | None) -> tuple[int | None, str]:
     return None, f"auto: load average {load:.1f} <= {cores} cores, torch default"
 
 
-def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the configured sections and return the results dict (also written by :func:`save_results`)."""
+def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None,
+                  on_section: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run the configured sections and return the results dict (write it with :func:`save_results`).
+
+    ``on_section(results)`` is called after each section (e.g. to save partial results of a long run)."""
     from .speed import library_versions, machine_info
 
     log = log or (lambda s: None)
@@ -606,6 +609,8 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None)
         results["quality"] = run_quality(cfg, sets, encoders)
         results["quality"]["skipped"] = skipped
         results["section_wall_s"]["quality"] = round(time.perf_counter() - t0, 1)
+        if on_section:
+            on_section(results)
     if "icl" in cfg.sections:
         t0 = time.perf_counter()
         log(f"icl: {cfg.icl_model} ({cfg.icl_backend}) on the bundled short-answer tasks")
@@ -615,6 +620,8 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None)
             log(f"icl skipped: {exc}")
             results["icl_skipped"] = f"{type(exc).__name__}: {exc}"
         results["section_wall_s"]["icl"] = round(time.perf_counter() - t0, 1)
+        if on_section:
+            on_section(results)
     if "speed" in cfg.sections:
         # free the quality/ICL models first so the speed section's RSS is about the default model and the pools
         keep = _methods()["default"]

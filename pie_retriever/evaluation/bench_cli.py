@@ -99,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"[bench {time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     log(f"sections {', '.join(cfg.sections)} → {cfg.out_dir}/{cfg.name}.json")
-    results = run_benchmark(cfg, log=log)
+    partial = Path(cfg.out_dir) / f".{cfg.name}.partial.json"
+
+    def checkpoint(results: dict) -> None:
+        save_results(results, partial.parent, partial.stem)
+
+    results = run_benchmark(cfg, log=log, on_section=checkpoint)
+    partial.unlink(missing_ok=True)
     png = None
     if not args.no_chart:
         try:
