@@ -333,3 +333,40 @@ def test_vllm_encoder_in_a_retriever_and_generation(vllm_session, vllm_encoder, 
     result, = PIEGenerator(llm, retriever, k=2).generate([queries[0]], _greedy(vllm_session, 24), use_tqdm=False)
     print(_show(result))
     assert result.text.strip() and len(result.demonstrations) == 2
+
+
+# ------------------------------------------------------------------------------------------------------
+# The README's vLLM snippets run as written (the session engines stand in for the LLM(...) they start)
+# ------------------------------------------------------------------------------------------------------
+def test_readme_vllm_snippets_run(vllm_session, llm, vllm_encoder, monkeypatch, tmp_path, capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"<!-- vllm:start -->(.*?)<!-- vllm:end -->", text, flags=re.S)
+    assert section, "README.md has no vllm section markers"
+    blocks = re.findall(r"```python\n(.*?)```", section.group(1), flags=re.S)
+    joined = "\n".join(blocks)
+    for name in ("PIEGenerator", "gen.generate", "gen.chat", "FewShotPromptBuilder", "VLLMEncoder"):
+        assert name in joined
+
+    started = []
+
+    def session_engine(model, runner="generate", **kwargs):
+        started.append((runner, kwargs))
+        assert kwargs.get("dtype") == "float32" and kwargs.get("enforce_eager") is True
+        return vllm_encoder.llm if runner == "pooling" else llm
+
+    monkeypatch.setattr(vllm_session, "LLM", session_engine)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__main__"}
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    out = capsys.readouterr().out
+    assert [r for r, _ in started] == ["generate", "pooling"]
+    assert len(namespace["results"]) == 2 and all(r.text.strip() for r in namespace["results"])
+    assert "### Instruction:\nWrite a haiku about trains.\n\n### Response:\n" in out
+    assert namespace["chats"][0].prompt[-1] == {"role": "user", "content": "Write a haiku about trains."}
+    fs = namespace["fs"]
+    assert fs.dropped and fs.num_tokens <= 1024 - 256
+    assert (tmp_path / "pool-vllm" / "manifest.json").is_file()
