@@ -10,12 +10,14 @@ Same decoder, same PIE prompt, same stratified subset of IEB eft_test:
 
 Quality: leave-one-out task retrieval (P@1, P@4, MRR@10 of same-label neighbours, cosine) and KMeans ARI
 (one cluster per label in the subset) — ``pie_retriever.evaluation.{rankers,metrics}``. Throughput:
-instructions/s encoding the whole subset (PIE prompt included) after a warm-up, at each ``--threads`` count.
+instructions/s encoding the whole subset (PIE prompt included) after a warm-up, at each ``--threads`` count, and
+— less sensitive to the load of a shared machine — the median of ``--rounds`` rounds in which the transformers
+``last`` loop and the vLLM encoder alternate on the same sample of ``--rounds-n`` instructions.
 
 vLLM runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, unless set otherwise), so both paths use the same
 torch thread count. The machine is shared: timings are noisy, the load average is recorded.
 
-    python benchmarks/vllm_encoder_compare.py [--n 800] [--threads 1 2] [--out results/vllm_encoder_compare.json]
+    python benchmarks/vllm_encoder_compare.py [--n 800] [--threads 1] [--rounds 3] [--out results/vllm_encoder_compare.json]
 """
 
 from __future__ import annotations

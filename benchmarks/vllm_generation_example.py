@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     bar = "=" * 100
     print(bar)
     print(f"QUERY: {args.query}" + (f"\nINPUT: {args.input}" if args.input else ""))
-    print(f"DEMONSTRATIONS PIE CHOSE (best first; in the prompt the best is last, right before the query):")
+    print("DEMONSTRATIONS PIE CHOSE (best first; in the prompt the best is last, right before the query):")
     for h in result.demonstrations:
         d = h.demonstration
         print(f"  rank {h.rank}  score {h.score:.3f}  task {d.metadata.get('task')}  id {d.id}")
