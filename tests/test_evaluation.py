@@ -189,6 +189,7 @@ def test_eval_cli_errors(tmp_path, capsys):
     assert main(["eval", "ieb", "--data", str(tmp_path), "--bm25"]) == 1
     assert "not found" in capsys.readouterr().err
     assert parse_model("smollm2@pooling=last,name=x") == ("smollm2", {"pooling": "last", "name": "x"})
+    assert parse_model("minilm@name=MiniLM (plain, mean),batch_size=8") == ("minilm", {"name": "MiniLM (plain, mean)", "batch_size": 8})
     with pytest.raises(ValueError, match="Bad model option"):
         parse_model("minilm@colour=red")
 

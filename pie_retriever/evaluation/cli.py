@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -51,7 +52,9 @@ def parse_model(spec: str) -> tuple[str, dict[str, Any]]:
     model, sep, rest = spec.partition("@")
     options: dict[str, Any] = {}
     if sep:
-        for item in filter(None, (s.strip() for s in rest.split(","))):
+        # split on commas that start a new key=value, so a name may itself contain commas
+        items = re.split(r",(?=\s*(?:" + "|".join(MODEL_OPTIONS) + r")=)", rest)
+        for item in filter(None, (s.strip() for s in items)):
             key, eq, value = item.partition("=")
             if not eq or key not in MODEL_OPTIONS:
                 msg = f"Bad model option {item!r} in {spec!r}; use key=value with key in: {', '.join(MODEL_OPTIONS)}."

@@ -78,6 +78,7 @@ class TrainingArguments:
     threads: int | None = None
     max_minutes: float | None = None
     log_every: int = 10
+    save_steps: int | None = None
 
     def __post_init__(self) -> None:
         self.sources = tuple(self.sources)
@@ -104,7 +105,7 @@ class TrainingArguments:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 msg = f"{name} must be an int >= {low}, got {value!r}."
                 raise TrainingConfigError(msg)
-        for name in ("max_steps", "threads"):
+        for name in ("max_steps", "threads", "save_steps"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 msg = f"{name} must be None or an int >= 1, got {value!r}."

@@ -78,6 +78,44 @@ def _embed_bucketed(encoder: Any, model: Any, token_ids: list[list[int]], rows: 
     return torch.nn.functional.normalize(pooled[inverse], dim=-1)
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _save(model: Any, args: TrainingArguments, pooling: str, output_dir: str | Path, base_state: dict | None,
+          n_trainable: int, info: dict[str, Any]) -> Path:
+    """Extract the trained weights (LoRA A/B or full deltas) and write an artifact."""
+    import torch
+
+    from .artifact import save_artifact
+
+    lora_weights = delta = lora_config = None
+    if args.method == "lora":
+        lora_weights = {}
+        prefix = "base_model.model."
+        scaling = None
+        for name, module in model.named_modules():
+            if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+                clean = name[len(prefix):] if name.startswith(prefix) else name
+                lora_weights[clean] = (module.lora_A["default"].weight, module.lora_B["default"].weight)
+                scaling = float(module.scaling["default"])
+        lora_config = {"r": args.lora_r, "alpha": args.lora_alpha, "scaling": scaling,
+                       "modules": len(lora_weights), "trainable_parameters": n_trainable}
+    else:
+        delta = {}
+        for k, v in model.named_parameters():
+            d = v.detach() - base_state[k]
+            if bool(d.abs().max() > 0):
+                delta[k] = d
+    extra = {"training": args.to_dict(), **info, "torch_threads": torch.get_num_threads(),
+             "library_versions": _library_versions()}
+    return save_artifact(output_dir, base=args.base_model, prompt=args.prompt, pooling=pooling,
+                         lora=lora_weights, lora_config=lora_config, delta=delta, extra=extra)
+
+
 def _library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -104,10 +142,11 @@ def train(
 
     from ..encoders.transformer import TransformerEncoder
     from ..prompts import apply_prompt
-    from .artifact import artifact_size, save_artifact
+    from .artifact import artifact_size
     from .loss import info_nce
 
     t_start = time.perf_counter()
+    cpu_start = _cpu_seconds()
     if args.threads:
         torch.set_num_threads(args.threads)
     _seed_everything(args.seed)
@@ -216,6 +255,11 @@ def train(
                     bar.set_postfix(loss=f"{ema:.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
                 if callback is not None:
                     callback(step, value)
+                if args.save_steps and step % args.save_steps == 0 and step < total:
+                    model.eval()
+                    _save(model, args, encoder.pooling, Path(f"{output_dir}.checkpoints") / f"step-{step}", base_state,
+                          n_trainable, {"data": data_report, "steps": step, "planned_steps": total, "final_loss_ema": ema})
+                    model.train()
             if stopped_early:
                 break
             epoch += 1
@@ -226,36 +270,12 @@ def train(
         logger.warning("stopped after %d of %d steps: max_minutes=%s reached", step, total, args.max_minutes)
     model.eval()
 
-    lora_weights = delta = lora_config = None
-    if args.method == "lora":
-        lora_weights = {}
-        prefix = "base_model.model."
-        scaling = None
-        for name, module in model.named_modules():
-            if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
-                clean = name[len(prefix):] if name.startswith(prefix) else name
-                lora_weights[clean] = (module.lora_A["default"].weight, module.lora_B["default"].weight)
-                scaling = float(module.scaling["default"])
-        lora_config = {"r": args.lora_r, "alpha": args.lora_alpha, "scaling": scaling,
-                       "modules": len(lora_weights), "trainable_parameters": n_trainable}
-    else:
-        delta = {}
-        for k, v in model.named_parameters():
-            d = v.detach() - base_state[k]
-            if bool(d.abs().max() > 0):
-                delta[k] = d
+    path = _save(model, args, encoder.pooling, output_dir, base_state, n_trainable, {
+        "data": data_report, "steps": step, "planned_steps": total, "final_loss_ema": ema,
+        "seconds": {"data": round(t_data, 1), "train": round(train_seconds, 1),
+                    "total": round(time.perf_counter() - t_start, 1)},
+        "cpu_seconds": round(_cpu_seconds() - cpu_start, 1),
+    })
     total_seconds = time.perf_counter() - t_start
-    extra = {
-        "training": args.to_dict(),
-        "data": data_report,
-        "steps": step,
-        "planned_steps": total,
-        "final_loss_ema": ema,
-        "seconds": {"data": round(t_data, 1), "train": round(train_seconds, 1), "total": round(total_seconds, 1)},
-        "torch_threads": torch.get_num_threads(),
-        "library_versions": _library_versions(),
-    }
-    path = save_artifact(output_dir, base=args.base_model, prompt=args.prompt, pooling=encoder.pooling,
-                         lora=lora_weights, lora_config=lora_config, delta=delta, extra=extra)
     return TrainResult(output_dir=path, steps=step, seconds=total_seconds, final_loss=ema if ema is not None else float("nan"),
                        losses=losses, data_report=data_report, artifact_bytes=artifact_size(path))
