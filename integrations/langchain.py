@@ -43,7 +43,7 @@ from langchain_core.runnables.config import get_config_list, run_in_executor  # 
 from pydantic import BaseModel, ConfigDict, field_validator  # noqa: E402
 
 from pie_retriever.encoders.base import Encoder  # noqa: E402
-from pie_retriever.retriever import PIERetriever  # noqa: E402
+from pie_retriever.retriever import PIERetriever, check_query  # noqa: E402
 from pie_retriever.types import Demonstration, Hit  # noqa: E402
 
 __all__ = ["PIEEmbeddings", "PIEExampleSelector", "PIELangChainRetriever", "escape_f_string_braces", "hit_to_document"]
@@ -77,16 +77,6 @@ def _check_k(value: Any, name: str = "k") -> int:
         msg = f"{name} must be a positive integer, got {value!r}."
         raise ValueError(msg)
     return value
-
-
-def _check_query(query: Any) -> str:
-    if not isinstance(query, str):
-        msg = f"query must be a string, got {type(query).__name__} ({query!r:.60})."
-        raise TypeError(msg)
-    if not query.strip():
-        msg = "query is empty; pass the instruction you want demonstrations for."
-        raise ValueError(msg)
-    return query
 
 
 class _RetrievalOptions(BaseModel):
@@ -205,7 +195,7 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
         **kwargs: Any,
     ) -> list[Document]:
         options = _merge_options(self, dict(kwargs, k=k, filter=filter, min_score=min_score, mmr=mmr, mmr_lambda=mmr_lambda, fetch_k=fetch_k))
-        return self._search([_check_query(query)], options)[0]
+        return self._search([check_query(query)], options)[0]
 
     async def _aget_relevant_documents(
         self,
@@ -222,7 +212,7 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
     ) -> list[Document]:
         options = _merge_options(self, dict(kwargs, k=k, filter=filter, min_score=min_score, mmr=mmr, mmr_lambda=mmr_lambda, fetch_k=fetch_k))
         # Encoding is CPU-bound: run it in an executor so the event loop keeps serving other tasks.
-        return (await run_in_executor(None, self._search, [_check_query(query)], options))[0]
+        return (await run_in_executor(None, self._search, [check_query(query)], options))[0]
 
     def _get_ls_params(self, **kwargs: Any) -> LangSmithRetrieverParams:
         params = super()._get_ls_params(**kwargs)
@@ -257,7 +247,7 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
         valid: list[int] = []
         for i, query in enumerate(inputs):
             try:
-                _check_query(query)
+                check_query(query)
                 valid.append(i)
             except Exception as exc:  # noqa: BLE001
                 out[i] = exc
@@ -535,7 +525,7 @@ class PIEExampleSelector(_RetrievalOptions, BaseExampleSelector):
             raise TypeError(msg)
         query = _join_keys(input_variables, self.input_keys, "input_variables")
         options = _merge_options(self, overrides)
-        hits = self.retriever.retrieve(_check_query(query), **options)
+        hits = self.retriever.retrieve(check_query(query), **options)
         keys = self._keys()
         examples = [self._shape(self._to_example(h.demonstration), keys, h.demonstration.id) for h in hits]
         if self.max_length is not None:

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import EmptyPoolError, PIEError
-from .retriever import EMBED_FIELDS, _check_k, _check_query
+from .retriever import EMBED_FIELDS, check_k, check_query
 from .types import Demonstration, Hit
 
 
@@ -61,8 +61,8 @@ class BM25Retriever:
         if isinstance(queries, str):
             msg = "retrieve_batch() takes a list of queries; use retrieve() for a single string."
             raise TypeError(msg)
-        queries = [_check_query(q) for q in queries]
-        k = min(_check_k(k), len(self.demonstrations))
+        queries = [check_query(q) for q in queries]
+        k = min(check_k(k), len(self.demonstrations))
         if not queries:
             return []
         tokens = self._bm25s.tokenize(queries, stopwords=self.stopwords, show_progress=False, return_ids=False)

@@ -863,67 +863,26 @@ def label_agreement(
 # pool files
 
 
-def _read_pool(path: Path, field: str) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    records: list[dict[str, Any]] = []
-    if stripped.startswith("[") or stripped.startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None
-        if isinstance(data, list):
-            for i, r in enumerate(data):
-                if isinstance(r, str):
-                    records.append({field: r})
-                elif isinstance(r, dict):
-                    records.append(r)
-                else:
-                    msg = f"{path}: item {i} is a {type(r).__name__}, expected an object with {field!r}"
-                    raise ValueError(msg)
-            return records
-        if isinstance(data, dict):
-            is_ieb = bool(data) and all(
-                isinstance(e, dict) and isinstance(e.get("samples"), list) for e in data.values()
-            )
-            if not is_ieb:  # a single record (one-line JSONL)
-                return [data]
-            for label, entry in data.items():
-                for s in entry["samples"]:
-                    rec = dict(s)
-                    rec.setdefault("metadata", {})
-                    rec["metadata"] = {**rec["metadata"], "ieb_label": label}
-                    records.append(rec)
-            return records
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as exc:
-            msg = f"{path}:{lineno}: not valid JSON ({exc.msg}); expected JSONL, a JSON list or IEB shape"
-            raise ValueError(msg) from exc
-        records.append(r if isinstance(r, dict) else {field: r})
-    return records
-
-
 def main(pool_path: str, output: str | None = None, field: str = "instruction") -> int:
-    """Label every record of a pool file and write JSONL with ``metadata.task`` added.
+    """Label every demonstration of a pool file and write JSONL with ``metadata.task`` set to the label.
 
-    ``pool_path`` is JSONL (one object per line), a JSON list of objects (or strings), or IEB's
-    ``{label: {"samples": [...]}}``. With ``output=None`` it prints ``label<TAB>instruction`` lines.
-    Returns a process exit code (0 on success, 2 on a bad input file).
+    ``pool_path`` is any pool file :func:`pie_retriever.pools.load_pool` reads (JSONL, a JSON list of objects or
+    strings, IEB's ``{label: {"samples": [...]}}``). ``field`` is ``instruction``, ``input``, ``output`` or a
+    metadata key. A ``metadata.task`` that differs from the new label is kept as ``metadata.gold_task``.
+    With ``output=None`` it prints ``label<TAB>instruction`` lines. Returns 0, or 2 on a bad input file.
     """
+    from .pools import load_pool
+
     path = Path(pool_path)
     try:
-        records = _read_pool(path, field)
+        demos = load_pool(path)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     texts = []
-    for i, r in enumerate(records):
-        v = r.get(field)
-        if not isinstance(v, str):
+    for i, d in enumerate(demos):
+        v = getattr(d, field) if field in ("instruction", "input", "output") else d.metadata.get(field)
+        if not isinstance(v, str) or not v.strip():
             print(f"error: {path}: record {i} has no string field {field!r}", file=sys.stderr)
             return 2
         texts.append(v)
@@ -936,13 +895,15 @@ def main(pool_path: str, output: str | None = None, field: str = "instruction") 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:
-        for r, lab in zip(records, labels):
-            rec = dict(r)
-            meta = rec.get("metadata")
-            rec["metadata"] = {**(meta if isinstance(meta, dict) else {}), "task": lab}
+        for d, lab in zip(demos, labels):
+            rec = d.to_dict()
+            meta = rec["metadata"]
+            if "task" in meta and meta["task"] != lab:
+                meta.setdefault("gold_task", meta["task"])
+            meta["task"] = lab
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
     tmp.replace(out)
-    print(f"labelled {len(records)} instructions -> {out}", file=sys.stderr)
+    print(f"labelled {len(demos)} instructions -> {out}", file=sys.stderr)
     return 0
 
 

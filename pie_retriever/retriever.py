@@ -28,7 +28,7 @@ EMBED_FIELDS = ("instruction", "input", "output")
 FilterSpec = Mapping[str, Any] | Callable[[Demonstration], bool] | None
 
 
-def _check_query(query: Any) -> str:
+def check_query(query: Any) -> str:
     if not isinstance(query, str):
         msg = f"query must be a string, got {type(query).__name__} ({query!r:.60})."
         raise TypeError(msg)
@@ -38,7 +38,7 @@ def _check_query(query: Any) -> str:
     return query
 
 
-def _check_k(k: Any) -> int:
+def check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
         msg = f"k must be a positive integer, got {k!r}."
         raise ValueError(msg)
@@ -303,8 +303,8 @@ class PIERetriever:
         if isinstance(queries, str):
             msg = "retrieve_batch() takes a list of queries; use retrieve() for a single string."
             raise TypeError(msg)
-        queries = [_check_query(q) for q in queries]
-        k = _check_k(k)
+        queries = [check_query(q) for q in queries]
+        k = check_k(k)
         if not 0.0 <= mmr_lambda <= 1.0:
             msg = f"mmr_lambda must be in [0, 1], got {mmr_lambda!r}."
             raise ValueError(msg)

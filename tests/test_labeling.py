@@ -215,16 +215,26 @@ def test_main_reads_json_list_and_ieb_shape(tmp_path: Path, capsys: pytest.Captu
     out = tmp_path / "ieb.jsonl"
     assert main(str(ieb), str(out)) == 0
     rec = json.loads(out.read_text(encoding="utf-8"))
-    assert rec["metadata"] == {"ieb_label": "write|poem", "task": "write|poem"}
+    assert rec["metadata"]["task"] == "write|poem" and "gold_task" not in rec["metadata"]
 
 
 def test_main_reports_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json}\n", encoding="utf-8")
     assert main(str(bad), None) == 2
-    assert "not valid JSON" in capsys.readouterr().err
+    assert "line 1: malformed JSON" in capsys.readouterr().err
     assert main(str(tmp_path / "missing.jsonl"), None) == 2
     nofield = tmp_path / "nofield.jsonl"
     nofield.write_text(json.dumps({"text": "Write a poem"}) + "\n", encoding="utf-8")
     assert main(str(nofield), None) == 2
-    assert "no string field 'instruction'" in capsys.readouterr().err
+    assert "no 'instruction' key" in capsys.readouterr().err
+
+
+@needs_parser
+def test_main_keeps_a_different_gold_label(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(json.dumps({"instruction": "Write a poem about the sea", "metadata": {"task": "compose|poem"}}) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(str(pool), str(out)) == 0
+    meta = json.loads(out.read_text(encoding="utf-8"))["metadata"]
+    assert meta == {"task": "write|poem", "gold_task": "compose|poem"}
