@@ -578,18 +578,24 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None,
     from .speed import library_versions, machine_info
 
     log = log or (lambda s: None)
-    threads, why = resolve_threads(cfg.threads)
-    log(f"threads: {threads or 'torch default'} ({why})")
-    if threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
+    default_threads = torch.get_num_threads()
+
+    def apply_threads(section: str) -> dict[str, Any]:
+        """Resolve (per section: "auto" follows the load as it changes) and apply the thread count."""
+        n, why = resolve_threads(cfg.threads)
+        n_eff = n or default_threads
+        torch.set_num_threads(n_eff)
         try:
             import faiss
 
-            faiss.omp_set_num_threads(threads)
+            faiss.omp_set_num_threads(n_eff)
         except ImportError:
             pass
+        log(f"{section}: {n_eff} thread(s) ({why})")
+        return {"used": n_eff, "why": why}
+
     started = time.perf_counter()
     results: dict[str, Any] = {
         "name": cfg.name,
@@ -599,10 +605,11 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None,
         "versions": library_versions(),
         "bm25": BM25_DESCRIPTION,
         "section_wall_s": {},
-        "threads": {"used": threads, "why": why},
+        "threads": {},
     }
     encoders = _Encoders()
     if "quality" in cfg.sections:
+        results["threads"]["quality"] = apply_threads("quality")
         t0 = time.perf_counter()
         sets, skipped = load_sets(cfg)
         log(f"quality: {len(sets)} set(s): {', '.join(s.key for s in sets)}" + (f"; skipped: {'; '.join(skipped)}" if skipped else ""))
@@ -612,6 +619,7 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None,
         if on_section:
             on_section(results)
     if "icl" in cfg.sections:
+        results["threads"]["icl"] = apply_threads("icl")
         t0 = time.perf_counter()
         log(f"icl: {cfg.icl_model} ({cfg.icl_backend}) on the bundled short-answer tasks")
         try:
@@ -623,6 +631,7 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None,
         if on_section:
             on_section(results)
     if "speed" in cfg.sections:
+        results["threads"]["speed"] = apply_threads("speed")
         # free the quality/ICL models first so the speed section's RSS is about the default model and the pools
         keep = _methods()["default"]
         default_encoder = encoders.get(keep)
@@ -691,6 +700,14 @@ def _ci(d: dict[str, float] | None, nd: int = 3) -> str:
     return f"{sign}{abs(d['diff']):.{nd}f} [{d['lo']:+.{nd}f}, {d['hi']:+.{nd}f}]".replace("-", "−")
 
 
+def _threads_note(results: dict[str, Any]) -> str:
+    t = results.get("threads") or {}
+    if not t or not all(isinstance(v, dict) for v in t.values()):
+        return str(results.get("machine", {}).get("torch_threads", "?"))
+    return ", ".join(f"{sec} {v.get('used')}" for sec, v in t.items()) + (
+        " (auto: 1 when the load average exceeds the core count)" if any("auto" in str(v.get("why")) for v in t.values()) else "")
+
+
 def _set_title(key: str, s: dict[str, Any]) -> str:
     titles = {"ieb-eft": "IEB eft_test (LOO)", "ieb-ift": "IEB ift_test (pool→query; P@4 ≤ 0.25)", "bundled": "bundled pool (held-out)"}
     return titles.get(key, key)
@@ -710,8 +727,7 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
                  f"(command: `{cmd}`; {results.get('created', '')}). {'Quick' if cfg.get('quick') else 'Full'} run: "
                  f"{_num(results.get('wall_s', 0) / 60)} min wall on "
                  f"{m.get('cpu_count')} × {m.get('cpu', '?')}, torch {results.get('versions', {}).get('torch', '?')}, "
-                 f"torch threads: {(results.get('threads') or {}).get('used') or m.get('torch_threads')} "
-                 f"({(results.get('threads') or {}).get('why', 'default')}), "
+                 f"torch threads per section: {_threads_note(results)}, "
                  f"load average {m.get('load_average', ['?'])[0]} at start / {(m.get('load_average_end') or ['?'])[0]} at end "
                  "(the machine was shared, so speed figures are best read as ratios measured in the same run).")
     lines.append("")
