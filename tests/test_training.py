@@ -20,7 +20,8 @@ from pie_retriever.training.data import (
 # -- arguments ------------------------------------------------------------------------------------------
 def test_arguments_defaults_and_recipes():
     args = TrainingArguments()
-    assert args.temperature == 0.05 and args.method == "lora" and args.prompt == "pie"
+    assert args.temperature == 0.05 and args.method == "lora" and args.prompt == "plain"
+    assert TrainingArguments.from_recipe("default") == args
     for name in RECIPES:
         TrainingArguments.from_recipe(name)
     d = args.to_dict()
@@ -288,7 +289,8 @@ def test_tiny_real_training_saves_and_reloads(ieb, tmp_path, minilm):
     from pie_retriever.models import resolve_model
     from pie_retriever.training.trainer import train
 
-    args = TrainingArguments.from_recipe("tiny", data_dir=str(ieb))
+    # the paper's prompt (not the default): the artifact must carry it back to the encoder
+    args = TrainingArguments.from_recipe("tiny", data_dir=str(ieb), prompt="pie")
     result = train(args, tmp_path / "art", progress=False)
     assert result.steps == 3 and np.isfinite(result.final_loss)
     assert resolve_model(str(result.output_dir)).artifact is not None

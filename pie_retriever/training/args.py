@@ -46,7 +46,7 @@ class TrainingArguments:
 
     # model
     base_model: str = "minilm"
-    prompt: str = "pie"
+    prompt: str = "plain"
     pooling: str = "mean"
     max_length: int = 128
     max_instruction_words: int = 64
@@ -61,15 +61,15 @@ class TrainingArguments:
     sources: tuple[str, ...] = ("ift_test", "eft_train_unsup")
     label_cache: str | None = None
     min_label_count: int = 2
-    max_anchors_per_label: int = 48
+    max_anchors_per_label: int = 16
     hard_negatives: bool = True
     # optimisation
     temperature: float = 0.05
     batch_size: int = 64
     micro_batch: int = 48
     epochs: int = 1
-    max_steps: int | None = None
-    learning_rate: float = 3e-4
+    max_steps: int | None = 160
+    learning_rate: float = 1e-3
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -160,9 +160,13 @@ class TrainingArguments:
         return self.from_dict({**self.to_dict(), **changes})
 
 
-#: Named recipes (overrides of the dataclass defaults). ``default`` produced the shipped artifact.
+#: Named recipes (overrides of the dataclass defaults). ``default`` (= the dataclass defaults) produced the
+#: shipped ``pie-minilm`` artifact. Choices were made on a dev protocol that never reads eft_test or the
+#: intention-similarity file: train on eft_train_unsup only, measure leave-one-out P@1 on ift_test.
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
+    # the paper's prompt: same data and steps, about 2.7x the compute per step (longer inputs)
+    "pie-prompt": {"prompt": "pie"},
     # a few steps on a slice of the data: smoke tests and CI
     "tiny": {"sources": ("ift_test",), "max_steps": 3, "batch_size": 8, "lora_r": 4, "lora_alpha": 8,
              "warmup_ratio": 0.0, "log_every": 1},
