@@ -168,6 +168,25 @@ def test_evaluate_protocols(tiny_ieb, fake_encoder):
     assert 0.0 <= emb["p@1"] <= 1.0 and emb["ari"] is not None
 
 
+def test_iis_scores_auc_and_ceiling():
+    import math
+
+    from pie_retriever.evaluation.ieb import IISPairs, intention_similarity, intention_similarity_scores
+
+    # 3 positive pairs (same text twice → cosine 1) and 2 negative pairs (orthogonal one-hot vectors)
+    vocab = {t: np.eye(8, dtype=np.float32)[i] for i, t in enumerate("abcdefgh")}
+    pairs = IISPairs(first=["a", "b", "c", "d", "e"], second=["a", "b", "c", "f", "g"],
+                     labels=np.array([1, 1, 1, 0, 0]), intentions1=[""] * 5, intentions2=[""] * 5)
+    embed = lambda texts: np.stack([vocab[t] for t in texts])  # noqa: E731
+    s = intention_similarity_scores(embed, pairs)
+    assert s["iis_auc"] == 1.0
+    assert s["iis_spearman"] == pytest.approx(1.0)  # tied scores within each class reach 1
+    assert s["iis_spearman"] == pytest.approx(intention_similarity(embed, pairs))
+    # untied perfect separation against a 0/1 label: ρ = √(3pq) · √(n²/(n²−1)) (here 0.866), → √(3pq) for large n
+    assert s["iis_spearman_max"] == pytest.approx(math.sqrt(3 * 0.4 * 0.6) * math.sqrt(25 / 24), abs=1e-9)
+    assert s["iis_spearman_max"] < 1.0
+
+
 def test_eval_cli(tiny_ieb, tmp_path, capsys):
     from pie_retriever.cli import main
 

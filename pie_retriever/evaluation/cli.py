@@ -27,7 +27,7 @@ class EvalArgumentError(PIEError, ValueError):
 SUITES: dict[str, str] = {"ieb": "IEB: leave-one-out task P@1/P@4/MRR, KMeans ARI/purity/homogeneity, IIS Spearman"}
 MODEL_OPTIONS: dict[str, type] = {"pooling": str, "prompt": str, "name": str, "batch_size": int, "max_length": int, "precision": str}
 COLUMNS = [("p@1", "P@1"), ("p@4", "P@4"), ("mrr", "MRR"), ("ari", "ARI"), ("purity", "purity"),
-           ("homogeneity", "homog."), ("iis_spearman", "IIS ρ")]
+           ("homogeneity", "homog."), ("iis_spearman", "IIS ρ"), ("iis_auc", "IIS AUC")]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         "protocol": {
             "retrieval": "leave-one-out over every eft_test sample; relevant = same label; MRR within top 10",
             "clustering": f"KMeans(n_clusters=#labels, random_state={args.seed}, n_init='auto') on eft_test embeddings",
-            "similarity": "Spearman(cosine of each intention_similarity_test pair, 0/1 label)",
+            "similarity": "Spearman(cosine of each intention_similarity_test pair, 0/1 label); also ROC-AUC, and "
+                          "iis_spearman_max = the Spearman of a perfect separator without ties (the ceiling)",
         },
         "results": merged,
     }
@@ -167,5 +168,9 @@ def run(args: argparse.Namespace) -> int:
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     tmp.replace(out)
     print(format_table(merged))
+    ceiling = next((r["iis_spearman_max"] for r in merged if r.get("iis_spearman_max") is not None), None)
+    if ceiling is not None:
+        print(f"\nIIS ρ of a perfect separator without tied scores on these labels: {ceiling:.3f} "
+              "(a 0/1 label caps Spearman; IIS AUC is the uncapped view).")
     print(f"\nwrote {out}", file=sys.stderr)
     return 0

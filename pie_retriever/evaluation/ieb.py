@@ -36,6 +36,7 @@ __all__ = [
     "evaluate",
     "held_out_instructions",
     "intention_similarity",
+    "intention_similarity_scores",
     "load_iis",
     "load_labelled",
     "load_unlabelled",
@@ -188,10 +189,7 @@ def task_retrieval(ranker: Any, instructions: Sequence[str], labels: Sequence[st
     }
 
 
-def intention_similarity(embed: Any, pairs: IISPairs) -> float:
-    """Spearman correlation between the cosine of each pair and its 0/1 label (``embed``: texts → unit vectors)."""
-    from .metrics import spearman
-
+def _pair_cosines(embed: Any, pairs: IISPairs) -> np.ndarray:
     texts, pos = _unique([*pairs.first, *pairs.second])
     v = np.asarray(embed(texts), dtype=np.float32)
     n = len(pairs)
@@ -199,8 +197,38 @@ def intention_similarity(embed: Any, pairs: IISPairs) -> float:
     na = np.linalg.norm(a, axis=1)
     nb = np.linalg.norm(b, axis=1)
     denom = np.where(na * nb > 0, na * nb, 1.0)
-    cos = (a * b).sum(axis=1) / denom
-    return spearman(cos, pairs.labels)
+    return (a * b).sum(axis=1) / denom
+
+
+def intention_similarity(embed: Any, pairs: IISPairs) -> float:
+    """Spearman correlation between the cosine of each pair and its 0/1 label (``embed``: texts → unit vectors)."""
+    from .metrics import spearman
+
+    return spearman(_pair_cosines(embed, pairs), pairs.labels)
+
+
+def intention_similarity_scores(embed: Any, pairs: IISPairs) -> dict[str, float]:
+    """The IIS protocol plus two figures that make its Spearman readable.
+
+    - ``iis_spearman``: the paper's figure, Spearman(cosine, 0/1 label).
+    - ``iis_auc``: ROC-AUC of the cosine for the same labels (share of positive/negative pairs ranked right).
+    - ``iis_spearman_max``: the Spearman a perfect separator with untied scores gets on these labels. With a
+      binary label Spearman is capped by the class balance (√(3·p·(1−p)) for large n), so ρ / this ceiling
+      is the comparable number; above it is only reachable through tied scores.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from .metrics import spearman
+
+    labels = np.asarray(pairs.labels)
+    cos = _pair_cosines(embed, pairs)
+    perfect = labels * len(labels) + np.arange(len(labels))  # every positive above every negative, no ties
+    both = len(set(labels.tolist())) == 2
+    return {
+        "iis_spearman": spearman(cos, labels),
+        "iis_auc": float(roc_auc_score(labels, cos)) if both else float("nan"),
+        "iis_spearman_max": spearman(perfect, labels),
+    }
 
 
 def evaluate(
@@ -242,7 +270,8 @@ def evaluate(
             seconds["encode_eft"] = time.perf_counter() - t0
     result.update(task_retrieval(ranker, instructions, labels, k=k, vectors=vectors))
     seconds["retrieval"] = time.perf_counter() - t0
-    result.update({"ari": None, "purity": None, "homogeneity": None, "iis_spearman": None})
+    result.update({"ari": None, "purity": None, "homogeneity": None, "iis_spearman": None, "iis_auc": None,
+                   "iis_spearman_max": None})
     if clustering:
         t1 = time.perf_counter()
         if vectors is None:
@@ -251,7 +280,7 @@ def evaluate(
         seconds["clustering"] = time.perf_counter() - t1
     if similarity:
         t2 = time.perf_counter()
-        result["iis_spearman"] = intention_similarity(ranker.embed, load_iis(data_dir / IIS_TEST))
+        result.update(intention_similarity_scores(ranker.embed, load_iis(data_dir / IIS_TEST)))
         seconds["similarity"] = time.perf_counter() - t2
     seconds["total"] = time.perf_counter() - t0
     result["seconds"] = {key: round(v, 1) for key, v in seconds.items()}

@@ -68,7 +68,7 @@ class TrainingArguments:
     batch_size: int = 64
     micro_batch: int = 48
     epochs: int = 1
-    max_steps: int | None = 160
+    max_steps: int | None = 320
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
