@@ -322,3 +322,14 @@ def test_shipped_pie_minilm_beats_minilm_on_eft_slice(ieb):
     plain = task_retrieval(EmbeddingRanker(TransformerEncoder("minilm")), xs, ys)
     assert pie["p@4"] > plain["p@4"] + 0.1
     assert pie["p@4"] > 0.85
+
+
+def test_package_exports_and_readme_call_shape():
+    import pie_retriever.training as training
+
+    assert {"TrainingArguments", "train", "TrainResult", "RECIPES"} <= set(training.__all__)
+    # the README's call, without running it
+    args = training.TrainingArguments.from_recipe("default", data_dir="../shared/ieb", max_steps=80)
+    assert args.max_steps == 80 and args.prompt == "plain" and args.learning_rate == 1e-3
+    with pytest.raises(training.TrainingConfigError, match="Unknown training argument"):
+        training.TrainingArguments.from_recipe("default", max_step=80)
