@@ -373,6 +373,12 @@ def test_resolve_threads(monkeypatch):
     assert bench.resolve_threads("auto")[0] == 1
     monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert bench.resolve_threads("auto")[0] is None
+    # the benchmark's own previous section (2 busy threads) is not "other work"
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 1.5, 0.0, 0.0))
+    assert bench.resolve_threads("auto")[0] == 1
+    n, why = bench.resolve_threads("auto", own_load=2.0)
+    assert n is None and "minus 2.0 of this run" in why
     with pytest.raises(Exception, match="threads must be"):
         bench.resolve_threads("many")
 

@@ -68,13 +68,27 @@ class Method:
     prompt: str | None = None
 
 
+def _artifact_manifest(model: str) -> dict[str, Any]:
+    """The ``pie_artifact.json`` of a trained model spec; {} for untrained or unresolvable models."""
+    try:
+        from ..models import ARTIFACT_MANIFEST, resolve_model
+
+        artifact = resolve_model(model).artifact
+        if artifact is None or not (Path(artifact) / ARTIFACT_MANIFEST).is_file():
+            return {}
+        return json.loads((Path(artifact) / ARTIFACT_MANIFEST).read_text())
+    except Exception:  # noqa: BLE001 - a missing optional model is reported elsewhere
+        return {}
+
+
 def _methods() -> dict[str, Method]:
     from ..models import DEFAULT_MODEL
 
-    default_desc = (
-        "all-MiniLM-L6-v2 + PIE prompt, contrastively tuned on task labels (shipped artifact pie-minilm)"
-        if DEFAULT_MODEL == "pie-minilm" else f"the library default model {DEFAULT_MODEL!r} with its own prompt and pooling"
-    )
+    default_desc = f"the library default model {DEFAULT_MODEL!r} with its own prompt and pooling"
+    if DEFAULT_MODEL == "pie-minilm":
+        meta = _artifact_manifest(DEFAULT_MODEL)
+        default_desc = (f"all-MiniLM-L6-v2 contrastively tuned on task labels (shipped {meta.get('type', 'trained')} "
+                        f"artifact pie-minilm: {meta.get('prompt', '?')} prompt, {meta.get('pooling', '?')} pooling)")
     return {
         "bm25": Method("BM25 (bm25s)", BM25_DESCRIPTION, "bm25"),
         "tfidf": Method("TF-IDF", "scikit-learn TfidfVectorizer defaults fitted on the pool, cosine", "tfidf"),
@@ -308,15 +322,7 @@ def training_sources(method: Method) -> list[str]:
     """IEB sources a trained artifact was fitted on (from its ``pie_artifact.json``); [] for untrained models."""
     if method.kind != "encoder" or not method.model:
         return []
-    try:
-        from ..models import ARTIFACT_MANIFEST, resolve_model
-
-        artifact = resolve_model(method.model).artifact
-        if artifact is None or not (Path(artifact) / ARTIFACT_MANIFEST).is_file():
-            return []
-        meta = json.loads((Path(artifact) / ARTIFACT_MANIFEST).read_text())
-    except Exception:  # noqa: BLE001 - a missing optional model is reported elsewhere
-        return []
+    meta = _artifact_manifest(method.model)
     sources = (meta.get("training") or {}).get("sources") or []
     return [str(x) for x in sources]
 
@@ -549,10 +555,11 @@ def run_speed_section(cfg: BenchConfig, encoders: _Encoders | None = None) -> di
 
 
 # -- the run ---------------------------------------------------------------------------------------
-def resolve_threads(threads: int | str | None) -> tuple[int | None, str]:
-    """``"auto"``: one torch/faiss thread when the 1-minute load average already exceeds the core count (two
-    threads then mostly wait for each other: measured 5 s vs 40 s for one SmolLM2 generation here), otherwise
-    torch's default. An int is used as given; None keeps torch's default."""
+def resolve_threads(threads: int | str | None, own_load: float = 0.0) -> tuple[int | None, str]:
+    """``"auto"``: one torch/faiss thread when *other* work already keeps every core busy (two threads then
+    mostly wait for each other: measured 5 s vs 40 s for one SmolLM2 generation here), otherwise torch's
+    default. Other work = the 1-minute load average minus ``own_load``, this process's recent CPU use (so the
+    benchmark's previous section does not count). An int is used as given; None keeps torch's default."""
     if threads is None:
         return None, "torch default"
     if isinstance(threads, int) or (isinstance(threads, str) and threads.isdigit()):
@@ -565,9 +572,11 @@ def resolve_threads(threads: int | str | None) -> tuple[int | None, str]:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
         return None, "auto: load average unavailable, torch default"
-    if load > cores:
-        return 1, f"auto: load average {load:.1f} > {cores} cores"
-    return None, f"auto: load average {load:.1f} <= {cores} cores, torch default"
+    other = max(0.0, load - max(0.0, own_load))
+    seen = f"load average {load:.1f}" + (f" minus {own_load:.1f} of this run" if own_load > 0.05 else "")
+    if other > cores:
+        return 1, f"auto: {seen} = {other:.1f} > {cores} cores"
+    return None, f"auto: {seen} = {other:.1f} <= {cores} cores, torch default"
 
 
 def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None,
@@ -581,10 +590,14 @@ def run_benchmark(cfg: BenchConfig, *, log: Callable[[str], None] | None = None,
     import torch
 
     default_threads = torch.get_num_threads()
+    last = {"wall": time.perf_counter(), "cpu": time.process_time()}
 
     def apply_threads(section: str) -> dict[str, Any]:
         """Resolve (per section: "auto" follows the load as it changes) and apply the thread count."""
-        n, why = resolve_threads(cfg.threads)
+        wall, cpu = time.perf_counter(), time.process_time()
+        own = (cpu - last["cpu"]) / max(wall - last["wall"], 1e-9) if wall - last["wall"] > 5.0 else 0.0
+        last.update(wall=wall, cpu=cpu)
+        n, why = resolve_threads(cfg.threads, own_load=own)
         n_eff = n or default_threads
         torch.set_num_threads(n_eff)
         try:
