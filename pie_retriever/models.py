@@ -96,7 +96,7 @@ def register_artifact_alias(name: str, base: str, description: str) -> None:
 if (_artifact_dir("pie-minilm") / ARTIFACT_MANIFEST).is_file():
     register_artifact_alias(
         "pie-minilm", "minilm",
-        "all-MiniLM-L6-v2 with the PIE prompt, contrastively tuned on task labels (shipped artifact)",
+        "all-MiniLM-L6-v2 contrastively tuned on IEB task labels (supervised PIE; shipped LoRA artifact)",
     )
 
 DEFAULT_MODEL = "pie-minilm" if "pie-minilm" in MODEL_ALIASES else "minilm"

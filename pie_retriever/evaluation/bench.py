@@ -718,7 +718,7 @@ def _threads_note(results: dict[str, Any]) -> str:
     if not t or not all(isinstance(v, dict) for v in t.values()):
         return str(results.get("machine", {}).get("torch_threads", "?"))
     return ", ".join(f"{sec} {v.get('used')}" for sec, v in t.items()) + (
-        " (auto: 1 when the load average exceeds the core count)" if any("auto" in str(v.get("why")) for v in t.values()) else "")
+        " (auto: 1 when the load average, less this run's own use, exceeds the core count)" if any("auto" in str(v.get("why")) for v in t.values()) else "")
 
 
 def _set_title(key: str, s: dict[str, Any]) -> str:
@@ -778,7 +778,8 @@ def render_markdown(results: dict[str, Any], *, json_path: str | None = None, pn
             lines.append(f"| {meta['label']} | " + " | ".join(cells) + " |")
         lines.append("")
         if any(r.get("trained_on_set") for s in sets.values() for r in s["results"].values()):
-            lines.append("† The model was trained on this set's task labels (the training engineer's data sources), so this "
+            lines.append("† The model was trained on this set's task labels (its pie_artifact.json lists the set among its training "
+                         "sources), so this "
                          "figure is not a held-out result; it is shown for completeness and excluded from the bold best.")
             lines.append("")
         lines.extend(_loss_notes(q))
