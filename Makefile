@@ -45,7 +45,7 @@ test: $(VENV)/.vllm-installed
 test-fast: $(VENV)/.dev-installed
 	$(PY) -m pytest -ra -m "not slow and not vllm"
 
-# The recipe of the shipped pie-minilm (about 8 min on 2 cores, +80 s to silver-label the first time), then
+# The recipe of the shipped pie-minilm (about 16 min on 2 idle cores, incl. 31 s of silver labelling), then
 # its IEB evaluation next to BM25. Writes runs/pie-minilm (not tracked); copy it over
 # pie_retriever/artifacts/pie-minilm to ship a new default.
 PIE_IEB_DIR ?= ../shared/ieb

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Run the PIE-vs-BM25 benchmark from a source checkout: results/<name>.json + .png, and the README section.
 
-    python benchmarks/run.py            # full run (~25 min on 2 cores) → results/bench.json, README updated
+    python benchmarks/run.py            # full run (~9 min on 2 idle cores) → results/bench.json, README updated
     python benchmarks/run.py --quick    # ~1 min smoke run → results/bench-quick.json (README untouched)
 
 Same options as `pie-retriever bench` (see `--help`); the logic lives in pie_retriever/evaluation/bench.py.
