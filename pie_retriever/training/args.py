@@ -165,7 +165,7 @@ class TrainingArguments:
 #: intention-similarity file: train on eft_train_unsup only, measure leave-one-out P@1 on ift_test.
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
-    # the paper's prompt: same data and steps, about 2.7x the compute per step (longer inputs)
+    # the paper's prompt: same data and steps, 2.65x the tokens per step (longer inputs)
     "pie-prompt": {"prompt": "pie"},
     # a few steps on a slice of the data: smoke tests and CI
     "tiny": {"sources": ("ift_test",), "max_steps": 3, "batch_size": 8, "lora_r": 4, "lora_alpha": 8,
