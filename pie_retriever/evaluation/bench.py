@@ -71,12 +71,11 @@ class Method:
 def _artifact_manifest(model: str) -> dict[str, Any]:
     """The ``pie_artifact.json`` of a trained model spec; {} for untrained or unresolvable models."""
     try:
-        from ..models import ARTIFACT_MANIFEST, resolve_model
+        from ..models import resolve_model
+        from ..training.artifact import read_manifest
 
         artifact = resolve_model(model).artifact
-        if artifact is None or not (Path(artifact) / ARTIFACT_MANIFEST).is_file():
-            return {}
-        return json.loads((Path(artifact) / ARTIFACT_MANIFEST).read_text())
+        return {} if artifact is None else read_manifest(artifact)
     except Exception:  # noqa: BLE001 - a missing optional model is reported elsewhere
         return {}
 
