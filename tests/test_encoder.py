@@ -75,3 +75,11 @@ def test_task_beats_topic_on_a_trap(minilm):
     """Even untrained, the query embedding must rank an exact task paraphrase above an unrelated one."""
     v = minilm.encode(["Write a poem about the sea.", "Compose a poem about the ocean.", "Convert 5 miles to kilometers."])
     assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_no_model_means_the_library_default():
+    from pie_retriever.models import DEFAULT_MODEL
+
+    enc = TransformerEncoder(max_length=32)
+    assert enc.model_spec == DEFAULT_MODEL
+    assert enc.fingerprint == TransformerEncoder(DEFAULT_MODEL, max_length=32).fingerprint

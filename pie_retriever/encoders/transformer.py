@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import PIEError
-from ..models import ResolvedModel, folder_fingerprint, resolve_model
+from ..models import DEFAULT_MODEL, ResolvedModel, folder_fingerprint, resolve_model
 from ..prompts import apply_prompt, resolve_prompt
 from .base import Encoder, check_texts, l2_normalize
 
@@ -72,7 +72,7 @@ class TransformerEncoder(Encoder):
 
     def __init__(
         self,
-        model: str = "minilm",
+        model: str | None = None,
         *,
         prompt: str | None = None,
         query_prompt: str | None = None,
@@ -82,6 +82,8 @@ class TransformerEncoder(Encoder):
         precision: str = "auto",
         device: str = "cpu",
     ) -> None:
+        if model is None:  # the library default, as for PIERetriever, the CLI and the integrations
+            model = DEFAULT_MODEL
         self.resolved: ResolvedModel = resolve_model(model)
         self.model_spec = model if isinstance(model, str) else str(model)
         self.prompt = resolve_prompt(prompt if prompt is not None else self.resolved.default_prompt)
