@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from pie_retriever.evaluation.ieb import load_labelled
     from pie_retriever.evaluation.rankers import BM25Ranker, TfidfRanker
     from pie_retriever.evaluation.speed import library_versions, machine_info
-    from pie_retriever.gguf import smollm2_path
+    from pie_retriever.llm.gguf import smollm2_path
 
     instructions, labels = load_labelled(Path(args.ieb) / "eft_test.json")
     idx = stratified_subset(labels, args.n, args.seed)

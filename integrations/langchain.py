@@ -43,7 +43,8 @@ from langchain_core.runnables.config import get_config_list, run_in_executor  # 
 from pydantic import BaseModel, ConfigDict, field_validator  # noqa: E402
 
 from pie_retriever.encoders.base import Encoder  # noqa: E402
-from pie_retriever.retriever import PIERetriever, check_query  # noqa: E402
+from pie_retriever._util import check_query  # noqa: E402
+from pie_retriever.retriever import PIERetriever  # noqa: E402
 from pie_retriever.types import Demonstration, Hit  # noqa: E402
 
 __all__ = ["PIEEmbeddings", "PIEExampleSelector", "PIELangChainRetriever", "escape_f_string_braces", "hit_to_document"]

@@ -17,7 +17,7 @@ _EXPORTS: dict[str, str] = {
     "BM25Retriever": "pie_retriever.bm25",
     "Encoder": "pie_retriever.encoders.base",
     "TransformerEncoder": "pie_retriever.encoders.transformer",
-    "HashingEncoder": "pie_retriever.encoders.fake",
+    "HashingEncoder": "pie_retriever.encoders.hashing",
     "PROMPTS": "pie_retriever.prompts",
     "resolve_model": "pie_retriever.models",
     "MODEL_ALIASES": "pie_retriever.models",
@@ -33,7 +33,7 @@ __all__ = [*_EXPORTS, "__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from .bm25 import BM25Retriever
     from .encoders.base import Encoder
-    from .encoders.fake import HashingEncoder
+    from .encoders.hashing import HashingEncoder
     from .encoders.transformer import TransformerEncoder
     from .errors import PIEError
     from .models import DEFAULT_MODEL, MODEL_ALIASES, resolve_model

@@ -6,13 +6,32 @@ Scoring: Lucene BM25 with k1=1.5, b=0.75 (bm25s defaults).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import EmptyPoolError, PIEError
-from .retriever import EMBED_FIELDS, check_k, check_query
-from .types import Demonstration, Hit
+from ._util import check_k, check_query
+from .errors import DuplicateIdError, EmptyPoolError
+from .types import Demonstration, Hit, check_embed_fields, fresh_id
+
+
+def _with_ids(demonstrations: Iterable[Demonstration | Mapping[str, Any] | str]) -> list[Demonstration]:
+    """Copies of the demonstrations, ids allocated as PIERetriever does; the caller's objects are untouched."""
+    demos = [dataclasses.replace(Demonstration.from_any(d)) for d in demonstrations]
+    taken: set[str] = set()
+    for d in demos:
+        if d.id is not None:
+            if d.id in taken:
+                msg = f"Duplicate demonstration id {d.id!r}; ids must be unique."
+                raise DuplicateIdError(msg)
+            taken.add(d.id)
+    for i, d in enumerate(demos):
+        if d.id is None:
+            d.id = fresh_id(i, taken)
+            taken.add(d.id)
+    return demos
 
 
 class BM25Retriever:
@@ -27,24 +46,15 @@ class BM25Retriever:
         b: float = 0.75,
         stopwords: str | None = "en",
     ) -> None:
-        import logging
-
         import bm25s
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)
-
-        self.demonstrations = [Demonstration.from_any(d) for d in demonstrations]
+        self.demonstrations = _with_ids(demonstrations)
         if not self.demonstrations:
             msg = "Cannot build BM25 over an empty pool; pass at least one demonstration."
             raise EmptyPoolError(msg)
-        fields = tuple([embed_fields] if isinstance(embed_fields, str) else embed_fields)
-        if not fields or any(f not in EMBED_FIELDS for f in fields):
-            msg = f"embed_fields must be a non-empty subset of {EMBED_FIELDS}, got {fields!r}."
-            raise PIEError(msg)
+        fields = check_embed_fields(embed_fields)
         self.embed_fields, self.k1, self.b, self.stopwords = fields, k1, b, stopwords
-        for i, d in enumerate(self.demonstrations):
-            if d.id is None:
-                d.id = f"demo-{i}"
         self._bm25s = bm25s
         corpus = [d.text(fields) for d in self.demonstrations]
         tokens = bm25s.tokenize(corpus, stopwords=stopwords, show_progress=False)
@@ -56,6 +66,13 @@ class BM25Retriever:
 
     def retrieve(self, query: str, k: int = 4) -> list[Hit]:
         return self.retrieve_batch([query], k)[0]
+
+    def scores(self, queries: Sequence[str]) -> np.ndarray:
+        """BM25 score of every demonstration for every query, ``(n_queries, n_demonstrations)`` float32."""
+        queries = [check_query(q) for q in queries]
+        tokens = self._bm25s.tokenize(queries, stopwords=self.stopwords, show_progress=False, return_ids=False)
+        return np.stack([self.model.get_scores(t) for t in tokens]).astype(np.float32) if queries else \
+            np.zeros((0, len(self.demonstrations)), dtype=np.float32)
 
     def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
         if isinstance(queries, str):

@@ -1,10 +1,18 @@
-"""Exception types. Each subclasses a built-in so ``except ValueError`` keeps working."""
+"""Every exception pie_retriever raises on purpose, in one place.
+
+Each class subclasses a built-in as well as :class:`PIEError`, so ``except ValueError`` (or
+``ImportError``, ``KeyError``) keeps working for callers who do not know this library's types.
+"""
 
 from __future__ import annotations
 
 
 class PIEError(Exception):
-    """Base class of every error raised on purpose by pie_retriever."""
+    """Base class of every error raised on purpose by pie_retriever. Never raised bare."""
+
+
+class ConfigError(PIEError, ValueError):
+    """An option, argument or setting has a wrong type or value (the message says which and what is valid)."""
 
 
 class InvalidDemonstrationError(PIEError, ValueError):
@@ -37,6 +45,26 @@ class UnknownModelError(PIEError, ValueError):
 
 class PromptError(PIEError, ValueError):
     """A prompt template has missing or unknown placeholders."""
+
+
+class ArtifactError(PIEError, ValueError):
+    """A trained-artifact folder is missing files, foreign, or does not fit the base model."""
+
+
+class TrainingConfigError(ConfigError):
+    """A training argument is unknown or out of range."""
+
+
+class TrainingDataError(PIEError, ValueError):
+    """Training data is missing, too small, or leaks held-out evaluation instructions."""
+
+
+class EvalArgumentError(ConfigError):
+    """An evaluation or benchmark command-line argument is wrong."""
+
+
+class PromptBudgetError(PIEError, ValueError):
+    """A few-shot prompt cannot fit the model's context window with the requested budget."""
 
 
 class MissingDependencyError(PIEError, ImportError):

@@ -7,6 +7,7 @@ Hugging Face cache. Nothing is downloaded at run time.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -14,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+from .artifact import ARTIFACT_MANIFEST, read_manifest
 from .errors import UnknownModelError
 
 ModelKind = Literal["encoder", "decoder"]
 
-ARTIFACT_MANIFEST = "pie_artifact.json"
 _DECODER_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi", "phi3", "gemma", "gemma2", "gemma3", "olmo", "smollm3", "opt", "falcon"}
 
 
@@ -51,9 +52,9 @@ def _packaged_minilm() -> Path:
 
 
 def _packaged_smollm2() -> Path:
-    from .gguf import smollm2_path
-
-    return smollm2_path()
+    # Materialising the GGUF is the llm room's job; it is looked up by name, only when this alias is used.
+    module = importlib.import_module("pie_retriever.llm.gguf")
+    return module.smollm2_path()
 
 
 def _artifact_dir(name: str) -> Path:
@@ -86,7 +87,7 @@ def register_artifact_alias(name: str, base: str, description: str) -> None:
     """Register ``name`` as ``base`` plus the trained artifact shipped in ``pie_retriever/artifacts/<name>``."""
     base_alias = MODEL_ALIASES[base]
     manifest = _artifact_dir(name) / ARTIFACT_MANIFEST
-    meta = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    meta = read_manifest(manifest.parent) if manifest.is_file() else {}
     MODEL_ALIASES[name] = _Alias(
         base_alias.locate, base_alias.kind, meta.get("pooling", base_alias.pooling),
         meta.get("prompt", base_alias.prompt), description, artifact=name,
@@ -131,7 +132,7 @@ def _st_pooling(path: Path) -> str | None:
 def _resolve_folder(spec: str, path: Path) -> ResolvedModel:
     manifest = path / ARTIFACT_MANIFEST
     if manifest.is_file():
-        meta = json.loads(manifest.read_text())
+        meta = read_manifest(path)
         base = resolve_model(meta["base"])
         return ResolvedModel(
             spec=spec, path=base.path, kind=base.kind,

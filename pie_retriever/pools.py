@@ -47,19 +47,16 @@ def _demo(obj: Any, where: str) -> Demonstration:
 
 
 def _from_ieb(data: dict, path: Path) -> list[Demonstration]:
+    from .datasets.ieb import iter_samples
+
     demos = []
-    for label, group in data.items():
-        samples = group.get("samples") if isinstance(group, dict) else None
-        if not isinstance(samples, list):
-            msg = f"{path}: label {label!r} has no 'samples' list; not the IEB {{label: {{samples: [...]}}}} shape."
-            raise PoolFormatError(msg)
-        for i, s in enumerate(samples):
-            d = _demo(s, f"{path}: label {label!r} sample {i}")
-            d.metadata.setdefault("task", label)
-            # IEB's `input` repeats the instruction before the context; keep only the context.
-            if d.input.startswith(d.instruction):
-                d.input = d.input[len(d.instruction):].strip()
-            demos.append(d)
+    for s in iter_samples(data, path):
+        d = _demo(s.sample, f"{path}: label {s.label!r} sample {s.index}")
+        d.metadata.setdefault("task", s.label)
+        # IEB's `input` repeats the instruction before the context; keep only the context.
+        if d.input.startswith(d.instruction):
+            d.input = d.input[len(d.instruction):].strip()
+        demos.append(d)
     return demos
 
 

@@ -14,55 +14,23 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import DuplicateIdError, EmptyPoolError, EncoderMismatchError, IndexLoadError, PIEError
-from .types import Demonstration, Hit
+from ._util import check_k, check_query
+from .errors import ConfigError, DuplicateIdError, EmptyPoolError, EncoderMismatchError, InvalidDemonstrationError
+from .types import EMBED_FIELDS, Demonstration, Hit, check_embed_fields, fresh_id
 
 logger = logging.getLogger(__name__)
-
-FORMAT_NAME = "pie-retriever-index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-DEMOS_FILE = "demonstrations.jsonl"
-EMBED_FIELDS = ("instruction", "input", "output")
 
 FilterSpec = Mapping[str, Any] | Callable[[Demonstration], bool] | None
 
 
-def check_query(query: Any) -> str:
-    if not isinstance(query, str):
-        msg = f"query must be a string, got {type(query).__name__} ({query!r:.60})."
-        raise TypeError(msg)
-    if not query.strip():
-        msg = "query is empty; pass the instruction you want demonstrations for."
-        raise ValueError(msg)
-    return query
+class _Union:
+    """Membership in any of several containers (ids of the pool and of the batch being added)."""
 
+    def __init__(self, *parts: Any) -> None:
+        self.parts = parts
 
-def check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        msg = f"k must be a positive integer, got {k!r}."
-        raise ValueError(msg)
-    return int(k)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("pie-retriever", "numpy", "faiss-cpu", "torch", "transformers"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+    def __contains__(self, item: object) -> bool:
+        return any(item in p for p in self.parts)
 
 
 class PIERetriever:
@@ -98,12 +66,7 @@ class PIERetriever:
 
             encoder = TransformerEncoder(os.fspath(encoder))
         self.encoder = encoder
-        fields = tuple([embed_fields] if isinstance(embed_fields, str) else embed_fields)
-        bad = [f for f in fields if f not in EMBED_FIELDS]
-        if not fields or bad:
-            msg = f"embed_fields must be a non-empty subset of {EMBED_FIELDS}, got {fields!r}."
-            raise ValueError(msg)
-        self.embed_fields = fields
+        self.embed_fields = check_embed_fields(embed_fields)
         self.dedupe = bool(dedupe)
         self.index = index if isinstance(index, VectorIndex) else create_index(encoder.dim, index, **dict(index_options or {}))
         if self.index.dim != encoder.dim:
@@ -167,7 +130,7 @@ class PIERetriever:
         for i, d in enumerate(demonstrations):
             try:
                 demos.append(Demonstration.from_any(d))
-            except PIEError as exc:
+            except InvalidDemonstrationError as exc:
                 msg = f"Demonstration #{i}: {exc}"
                 raise type(exc)(msg) from exc
         seen: set[str] = set()
@@ -186,7 +149,7 @@ class PIERetriever:
             text = d.text(self.embed_fields)
             if not text.strip():
                 msg = f"Demonstration {d.id or d.instruction!r:.40} has no text in the embedded fields {self.embed_fields}."
-                raise PIEError(msg)
+                raise InvalidDemonstrationError(msg)
             if self.dedupe and (text in self._texts or text in batch_texts):
                 existing = batch_texts.get(text) or self._demos[self._texts[text]].id
                 ids.append(existing)
@@ -211,10 +174,7 @@ class PIERetriever:
         return ids
 
     def _fresh_id(self, taken: set[str]) -> str:
-        n = self._next_label + len(taken)
-        while f"demo-{n}" in self._label_of or f"demo-{n}" in taken:
-            n += 1
-        return f"demo-{n}"
+        return fresh_id(self._next_label + len(taken), _Union(self._label_of, taken))
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Remove demonstrations by id; return how many were removed. Unknown ids raise KeyError."""
@@ -307,7 +267,7 @@ class PIERetriever:
         k = check_k(k)
         if not 0.0 <= mmr_lambda <= 1.0:
             msg = f"mmr_lambda must be in [0, 1], got {mmr_lambda!r}."
-            raise ValueError(msg)
+            raise ConfigError(msg)
         if not queries:
             return []
         if not self._demos:
@@ -360,122 +320,31 @@ class PIERetriever:
         """Save to a folder: ``manifest.json``, the index files and ``demonstrations.jsonl``. No pickle.
 
         Everything is written into a temporary sibling folder first and then renamed into place, so a
-        crash mid-save leaves the previous save loadable.
+        crash mid-save leaves the previous save loadable. See :mod:`pie_retriever.persistence`.
         """
-        target = Path(path).expanduser().resolve()
-        if target.exists() and not (target / MANIFEST).is_file():
-            if not target.is_dir() or any(target.iterdir()):
-                msg = f"{target} exists and is not a pie_retriever index; refusing to overwrite it. Choose another path."
-                raise IndexLoadError(msg)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            labels = list(self._demos)
-            files = self.index.save(tmp)
-            with (tmp / DEMOS_FILE).open("w", encoding="utf-8") as fh:
-                for label in labels:
-                    row = self._demos[label].to_dict()
-                    row["_label"] = label
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            files.append(DEMOS_FILE)
-            manifest = {
-                "format": FORMAT_NAME,
-                "format_version": FORMAT_VERSION,
-                "library_versions": _library_versions(),
-                "encoder": {**self.encoder.config(), "fingerprint": self.encoder.fingerprint},
-                "dim": int(self.encoder.dim),
-                "metric": "inner_product",
-                "normalized": True,
-                "index": {"kind": self.index.kind, "options": self.index.options()},
-                "embed_fields": list(self.embed_fields),
-                "dedupe": self.dedupe,
-                "count": len(labels),
-                "next_label": self._next_label,
-                "files": {name: _sha256(tmp / name) for name in files},
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-            for f in tmp.iterdir():
-                with f.open("rb") as fh:
-                    os.fsync(fh.fileno())
-            backup = None
-            if target.exists():
-                backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(target, backup)
-            os.rename(tmp, target)
-            if backup is not None:
-                shutil.rmtree(backup, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
+        from .persistence import save_retriever
+
+        return save_retriever(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, encoder: Any = None) -> PIERetriever:
         """Load a saved folder. Rebuilds the encoder from the manifest unless one is given; either way the
         encoder's fingerprint must match the one the index was built with."""
-        from .encoders.base import encoder_from_config
-        from .index import load_index
+        from .persistence import load_retriever
 
-        folder = Path(path).expanduser().resolve()
-        folder = _recover(folder)
-        manifest_path = folder / MANIFEST
-        if not manifest_path.is_file():
-            msg = f"{folder} is not a pie_retriever index: it has no {MANIFEST}. Build one with PIERetriever.save() or `pie-retriever index`."
-            raise IndexLoadError(msg)
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            msg = f"{manifest_path} is not valid JSON ({exc}); the folder is damaged. Rebuild the index."
-            raise IndexLoadError(msg) from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-            msg = f"{manifest_path} is not a pie_retriever manifest (format={manifest.get('format') if isinstance(manifest, dict) else None!r}, expected {FORMAT_NAME!r})."
-            raise IndexLoadError(msg)
-        if manifest.get("format_version") != FORMAT_VERSION:
-            msg = (
-                f"{folder} was saved with index format version {manifest.get('format_version')!r}; this library reads "
-                f"version {FORMAT_VERSION}. Rebuild the index with this version (`pie-retriever index`)."
-            )
-            raise IndexLoadError(msg)
-        for name, digest in manifest.get("files", {}).items():
-            f = folder / name
-            if not f.is_file():
-                msg = f"{folder} is incomplete: {name} is missing. Rebuild the index."
-                raise IndexLoadError(msg)
-            actual = _sha256(f)
-            if actual != digest:
-                msg = f"{f} was modified after saving (sha256 {actual[:12]}…, manifest says {digest[:12]}…); refusing to load it."
-                raise IndexLoadError(msg)
-        saved = dict(manifest["encoder"])
-        fingerprint = saved.pop("fingerprint")
-        if encoder is None:
-            encoder = encoder_from_config(saved)
-        if encoder.fingerprint != fingerprint:
-            msg = (
-                f"Encoder mismatch: the index at {folder} was built with encoder fingerprint {fingerprint} "
-                f"({saved.get('type')} {saved.get('model', '')!s}), but the encoder given has {encoder.fingerprint} "
-                f"({encoder.config().get('type')} {encoder.config().get('model', '')!s}). Use the same model, prompt and "
-                "pooling, or rebuild the index."
-            )
-            raise EncoderMismatchError(msg)
-        if encoder.dim != manifest["dim"]:
-            msg = f"Encoder dim {encoder.dim} does not match the index dim {manifest['dim']}."
-            raise EncoderMismatchError(msg)
-        index = load_index(folder, manifest["index"]["kind"], manifest["dim"], manifest["index"].get("options", {}))
-        retriever = cls(encoder, index=index, embed_fields=manifest["embed_fields"], dedupe=manifest.get("dedupe", False))
-        with (folder / DEMOS_FILE).open(encoding="utf-8") as fh:
-            for line in fh:
-                row = json.loads(line)
-                label = int(row.pop("_label"))
-                demo = Demonstration.from_any(row)
-                retriever._demos[label] = demo
-                retriever._label_of[demo.id] = label
-                retriever._texts.setdefault(demo.text(retriever.embed_fields), label)
-        retriever._next_label = int(manifest["next_label"])
-        if len(retriever._demos) != manifest["count"] or len(index) != manifest["count"]:
-            msg = f"{folder} is inconsistent: manifest count {manifest['count']}, {len(retriever._demos)} demonstrations, {len(index)} vectors."
-            raise IndexLoadError(msg)
-        return retriever
+        return load_retriever(cls, path, encoder)
+
+    def _state(self) -> tuple[dict[int, Demonstration], int]:
+        """The pool as ``({label: demonstration}, next_label)``: what persistence writes next to the index."""
+        return dict(self._demos), self._next_label
+
+    def _restore(self, demos: Mapping[int, Demonstration], next_label: int) -> None:
+        """Fill an empty retriever (whose index already holds the vectors) with its saved pool."""
+        for label, demo in demos.items():
+            self._demos[label] = demo
+            self._label_of[demo.id] = label
+            self._texts.setdefault(demo.text(self.embed_fields), label)
+        self._next_label = int(next_label)
 
     def __repr__(self) -> str:
         cfg = self.encoder.config()
@@ -486,17 +355,3 @@ class PIERetriever:
         from pie_retriever.integrations.langchain import PIELangChainRetriever
 
         return PIELangChainRetriever(retriever=self, **kwargs)
-
-
-def _recover(folder: Path) -> Path:
-    """If a save was interrupted between its two renames, the previous index sits in a backup folder."""
-    if folder.exists():
-        return folder
-    backups = sorted(folder.parent.glob(f".{folder.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for backup in backups:
-        if (backup / MANIFEST).is_file():
-            logger.warning("Index %s is missing but an interrupted save left %s; restoring it.", folder, backup)
-            os.rename(backup, folder)
-            return folder
-    msg = f"Index folder {folder} does not exist. Build it first with `pie-retriever index POOL -o {folder}` or PIERetriever.save()."
-    raise IndexLoadError(msg)

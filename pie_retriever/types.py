@@ -8,6 +8,26 @@ from typing import Any, Mapping
 from .errors import InvalidDemonstrationError
 
 _FIELDS = ("id", "instruction", "input", "output", "metadata")
+#: The demonstration fields that can be embedded (``embed_fields=``), joined by newlines.
+EMBED_FIELDS = ("instruction", "input", "output")
+
+
+def check_embed_fields(embed_fields: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A non-empty tuple of ``EMBED_FIELDS`` members (a single name is accepted)."""
+    from .errors import ConfigError
+
+    fields = tuple([embed_fields] if isinstance(embed_fields, str) else embed_fields)
+    if not fields or any(f not in EMBED_FIELDS for f in fields):
+        msg = f"embed_fields must be a non-empty subset of {EMBED_FIELDS}, got {fields!r}."
+        raise ConfigError(msg)
+    return fields
+
+
+def fresh_id(n: int, taken) -> str:
+    """The first ``demo-<m>`` with ``m >= n`` that is not in ``taken`` (ids generated for demonstrations without one)."""
+    while f"demo-{n}" in taken:
+        n += 1
+    return f"demo-{n}"
 
 
 @dataclass

@@ -27,7 +27,7 @@ def ieb() -> Path:
 
 @pytest.fixture
 def fake_encoder():
-    from pie_retriever.encoders.fake import HashingEncoder
+    from pie_retriever.encoders.hashing import HashingEncoder
 
     return HashingEncoder(dim=64)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pie_retriever import gguf as gguf_mod
-from pie_retriever.gguf import (
+from pie_retriever.llm import gguf as gguf_mod
+from pie_retriever.llm.gguf import (
     MARKER_FILE,
     SMOLLM2_GGUF,
     default_cache_dir,
@@ -90,7 +90,7 @@ def test_complete_copy_is_reused_without_converting(tmp_path: Path, monkeypatch:
         (out / "config.json").write_text("{}")
 
     monkeypatch.setattr(gguf_mod, "_convert", fake_convert)
-    monkeypatch.setattr(gguf_mod, "_library_versions", lambda: {})
+    monkeypatch.setattr(gguf_mod, "library_versions", lambda *a: {})
     out = tmp_path / "cache" / "m"
     assert materialize_gguf(src, out) == out
     assert materialize_gguf(src, out) == out
@@ -122,7 +122,7 @@ def test_interrupted_conversion_leaves_no_complete_copy(tmp_path: Path, monkeypa
 
 
 def test_module_import_is_lazy() -> None:
-    code = "import sys, pie_retriever.gguf; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, pie_retriever.llm.gguf; print('torch' in sys.modules, 'transformers' in sys.modules)"
     root = Path(gguf_mod.__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.split() == ["False", "False"]

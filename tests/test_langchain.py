@@ -30,7 +30,7 @@ from langchain_core.runnables import RunnableLambda  # noqa: E402
 from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 
 from pie_retriever import PIERetriever  # noqa: E402
-from pie_retriever.encoders.fake import HashingEncoder  # noqa: E402
+from pie_retriever.encoders.hashing import HashingEncoder  # noqa: E402
 from pie_retriever.integrations.langchain import (  # noqa: E402
     PIEEmbeddings,
     PIEExampleSelector,

@@ -13,7 +13,7 @@ pytest.importorskip("langchain_core")
 integration_tests = pytest.importorskip("langchain_tests.integration_tests", reason="langchain-tests not installed")
 
 from pie_retriever import PIERetriever, load_bundled_pool  # noqa: E402
-from pie_retriever.encoders.fake import HashingEncoder  # noqa: E402
+from pie_retriever.encoders.hashing import HashingEncoder  # noqa: E402
 from pie_retriever.integrations.langchain import PIELangChainRetriever  # noqa: E402
 from pie_retriever.models import DEFAULT_MODEL  # noqa: E402
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from pie_retriever import PIERetriever
-from pie_retriever.encoders.fake import HashingEncoder
+from pie_retriever.encoders.hashing import HashingEncoder
 from pie_retriever.errors import EncoderMismatchError, IndexLoadError
 
 
@@ -98,7 +98,7 @@ CHILD = textwrap.dedent(
     """
     import os, sys, time
     from pie_retriever import PIERetriever
-    from pie_retriever.encoders.fake import HashingEncoder
+    from pie_retriever.encoders.hashing import HashingEncoder
     path, mode = sys.argv[1], sys.argv[2]
     big = [{"instruction": f"new demonstration number {i} about topic {i % 97}"} for i in range(20000)]
     r = PIERetriever.from_demonstrations(big, HashingEncoder(dim=64))

@@ -208,7 +208,8 @@ def _tiny_bert():
 
 def test_artifact_lora_roundtrip(tmp_path):
     torch = pytest.importorskip("torch")
-    from pie_retriever.training.artifact import apply_artifact, artifact_size, read_manifest, save_artifact
+    from pie_retriever.artifact import apply_artifact, read_manifest
+    from pie_retriever.training.artifact import artifact_size, save_artifact
 
     model = _tiny_bert()
     name = "encoder.layer.0.attention.self.query"
@@ -227,7 +228,8 @@ def test_artifact_lora_roundtrip(tmp_path):
 
 def test_artifact_delta_and_head(tmp_path):
     torch = pytest.importorskip("torch")
-    from pie_retriever.training.artifact import apply_artifact, save_artifact
+    from pie_retriever.artifact import apply_artifact
+    from pie_retriever.training.artifact import save_artifact
 
     model = _tiny_bert()
     p0 = model.embeddings.LayerNorm.weight.detach().clone()
@@ -242,7 +244,8 @@ def test_artifact_delta_and_head(tmp_path):
 
 def test_artifact_errors(tmp_path):
     torch = pytest.importorskip("torch")
-    from pie_retriever.training.artifact import ArtifactError, apply_artifact, read_manifest, save_artifact
+    from pie_retriever.artifact import ArtifactError, apply_artifact, read_manifest
+    from pie_retriever.training.artifact import save_artifact
 
     with pytest.raises(ArtifactError, match="pie_artifact.json is missing"):
         read_manifest(tmp_path)

@@ -14,7 +14,7 @@ import pytest
 
 from pie_retriever import PIERetriever
 from pie_retriever.encoders.base import encoder_from_config
-from pie_retriever.encoders.fake import HashingEncoder
+from pie_retriever.encoders.hashing import HashingEncoder
 from pie_retriever.errors import MissingDependencyError, PIEError
 from pie_retriever.fewshot import format_few_shot
 from pie_retriever.integrations.vllm import (

@@ -79,7 +79,7 @@ def vllm_session(start_times):
 
 @pytest.fixture(scope="session")
 def smollm2_dir(vllm_session, start_times):
-    from pie_retriever.gguf import smollm2_path
+    from pie_retriever.llm.gguf import smollm2_path
 
     started = time.perf_counter()
     path = smollm2_path()
@@ -222,7 +222,7 @@ def test_chat_with_retrieved_demonstrations(vllm_session, llm, bundled_retriever
 def long_retriever():
     """Five demonstrations of ~260 SmolLM2 tokens each: four of them do not fit in 1,024 tokens with the answer."""
     from pie_retriever import PIERetriever
-    from pie_retriever.encoders.fake import HashingEncoder
+    from pie_retriever.encoders.hashing import HashingEncoder
 
     words = "the quick brown fox jumps over the lazy dog while the river keeps running to the sea".split()
     demos = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import ENCODER_TYPES, Encoder, encoder_from_config, l2_normalize
-from .fake import HashingEncoder
+from .hashing import HashingEncoder
 
 __all__ = ["ENCODER_TYPES", "Encoder", "HashingEncoder", "TransformerEncoder", "encoder_from_config", "l2_normalize"]
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import PIEError
+from ..errors import ConfigError
 
 
 class Encoder(ABC):
@@ -68,7 +68,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 ENCODER_TYPES: dict[str, str] = {
     "transformer": "pie_retriever.encoders.transformer:TransformerEncoder",
-    "hashing": "pie_retriever.encoders.fake:HashingEncoder",
+    "hashing": "pie_retriever.encoders.hashing:HashingEncoder",
     "vllm": "pie_retriever.integrations.vllm:VLLMEncoder",
 }
 
@@ -79,7 +79,7 @@ def encoder_from_config(config: dict[str, Any]) -> Encoder:
     kind = cfg.pop("type", None)
     if kind not in ENCODER_TYPES:
         msg = f"Unknown encoder type {kind!r} in config; known types: {', '.join(ENCODER_TYPES)}."
-        raise PIEError(msg)
+        raise ConfigError(msg)
     module, _, name = ENCODER_TYPES[kind].partition(":")
     cls = getattr(importlib.import_module(module), name)
     return cls.from_config(cfg)

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import PIEError
+from .._util import check_choice, check_int
+from ..errors import ConfigError
 from ..models import DEFAULT_MODEL, ResolvedModel, folder_fingerprint, resolve_model
 from ..prompts import apply_prompt, resolve_prompt
 from .base import Encoder, check_texts, l2_normalize
@@ -47,13 +48,6 @@ def cpu_has_native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _check_choice(name: str, value: str, registry: dict[str, str]) -> str:
-    if value not in registry:
-        msg = f"Unknown {name} {value!r}; choose one of: {', '.join(registry)}."
-        raise PIEError(msg)
-    return value
 
 
 class TransformerEncoder(Encoder):
@@ -88,16 +82,10 @@ class TransformerEncoder(Encoder):
         self.model_spec = model if isinstance(model, str) else str(model)
         self.prompt = resolve_prompt(prompt if prompt is not None else self.resolved.default_prompt)
         self.query_prompt = resolve_prompt(query_prompt) if query_prompt is not None else self.prompt
-        self.pooling = _check_choice("pooling", pooling or self.resolved.default_pooling, POOLINGS)
-        self.precision = _check_choice("precision", precision, PRECISIONS)
-        if not isinstance(max_length, int) or max_length < 8:
-            msg = f"max_length must be an int >= 8, got {max_length!r}."
-            raise PIEError(msg)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            msg = f"batch_size must be a positive int, got {batch_size!r}."
-            raise PIEError(msg)
-        self.max_length = max_length
-        self.batch_size = batch_size
+        self.pooling = check_choice("pooling", pooling or self.resolved.default_pooling, POOLINGS)
+        self.precision = check_choice("precision", precision, PRECISIONS)
+        self.max_length = check_int(max_length, "max_length", minimum=8)
+        self.batch_size = check_int(batch_size, "batch_size")
         self.device = device
         self._load()
 
@@ -119,7 +107,7 @@ class TransformerEncoder(Encoder):
         model = AutoModel.from_pretrained(path, dtype=torch.float32)
         self.head = None
         if self.resolved.artifact is not None:
-            from ..training.artifact import apply_artifact
+            from ..artifact import apply_artifact
 
             model, self.head = apply_artifact(model, self.resolved.artifact)
         model.eval()
@@ -160,7 +148,11 @@ class TransformerEncoder(Encoder):
         return cls(model, **cfg)
 
     # -- encoding ----------------------------------------------------------------------------------
-    def _pool(self, out: Any, mask: Any) -> Any:
+    def pooled(self, out: Any, mask: Any) -> Any:
+        """Pool a model output (``last_hidden_state``, ``hidden_states``) into one vector per row by ``self.pooling``.
+
+        Public so training and benchmarks pool exactly as encoding does.
+        """
         import torch
 
         if self.pooling == "mean":
@@ -211,7 +203,7 @@ class TransformerEncoder(Encoder):
                     batch = self.tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
                     batch = {k: v.to(self.device) for k, v in batch.items()}
                     result = self.model(**batch, output_hidden_states=need_hidden)
-                    pooled = self._pool(result, batch["attention_mask"])
+                    pooled = self.pooled(result, batch["attention_mask"])
                     if self.head is not None:
                         pooled = self.head(pooled)
                     out[idx] = pooled.float().cpu().numpy()

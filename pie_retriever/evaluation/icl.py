@@ -151,7 +151,7 @@ def _cut(text: str, stop: Sequence[str]) -> str:
 def _resolve_llm_path(model: str) -> str:
     """``smollm2`` → the packaged SmolLM2-135M-Instruct folder (converted once from GGUF); else a folder."""
     if model == "smollm2":
-        from ..gguf import smollm2_path
+        from ..llm.gguf import smollm2_path
 
         return str(smollm2_path())
     from ..models import resolve_model

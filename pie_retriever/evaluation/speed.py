@@ -222,7 +222,7 @@ def naive_encode(encoder: Any, texts: Sequence[str], *, prompt: str | None = Non
             batch = encoder.tokenizer([prompted[i] for i in idx], padding=True, truncation=True,
                                       max_length=encoder.max_length, return_tensors="pt")
             result = encoder.model(**batch, output_hidden_states=need_hidden)
-            pooled = encoder._pool(result, batch["attention_mask"])
+            pooled = encoder.pooled(result, batch["attention_mask"])
             if encoder.head is not None:
                 pooled = encoder.head(pooled)
             out[idx] = pooled.float().numpy()

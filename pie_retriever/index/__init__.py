@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from ..errors import PIEError
+from .._util import check_choice
 from .base import VectorIndex
 from .numpy_index import NumpyIndex
 
 INDEX_KINDS: dict[str, str] = {
-    "flat": "faiss exact inner product (IndexFlatIP); numpy when faiss is missing",
+    "flat": "faiss exact inner product (IndexFlatIP)",
     "hnsw": "faiss HNSW graph, approximate and faster on large pools",
     "numpy": "exact inner product in numpy, no faiss needed",
 }
@@ -18,16 +17,10 @@ INDEX_KINDS: dict[str, str] = {
 __all__ = ["INDEX_KINDS", "NumpyIndex", "VectorIndex", "create_index", "load_index"]
 
 
-def _has_faiss() -> bool:
-    return importlib.util.find_spec("faiss") is not None
-
-
 def create_index(dim: int, kind: str = "flat", **options) -> VectorIndex:
     """Create an empty index of ``kind`` (a key of ``INDEX_KINDS``)."""
-    if kind not in INDEX_KINDS:
-        msg = f"Unknown index kind {kind!r}; choose one of: {', '.join(INDEX_KINDS)}."
-        raise PIEError(msg)
-    if kind == "numpy" or (kind == "flat" and not _has_faiss()):
+    check_choice("index kind", kind, INDEX_KINDS)
+    if kind == "numpy":
         return NumpyIndex(dim)
     from .faiss_index import FaissIndex
 
@@ -35,11 +28,9 @@ def create_index(dim: int, kind: str = "flat", **options) -> VectorIndex:
 
 
 def load_index(folder: Path, kind: str, dim: int, options: dict) -> VectorIndex:
+    check_choice("index kind (in the manifest)", kind, INDEX_KINDS)
     if kind == "numpy":
         return NumpyIndex.load(folder, dim, options)
-    if kind not in INDEX_KINDS:
-        msg = f"Unknown index kind {kind!r} in manifest; known: {', '.join(INDEX_KINDS)}."
-        raise PIEError(msg)
     from .faiss_index import FaissIndex
 
     return FaissIndex.load(folder, dim, options, kind=kind)

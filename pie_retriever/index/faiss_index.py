@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import require
+from ..errors import IndexLoadError
 from .base import VectorIndex, exact_topk
 
 INDEX_FILE = "index.faiss"
@@ -20,7 +20,9 @@ class FaissIndex(VectorIndex):
     """
 
     def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 64, ef_construction: int = 80) -> None:
-        self.faiss = require("faiss", "core", "The faiss index")
+        import faiss  # a core dependency (faiss-cpu)
+
+        self.faiss = faiss
         self._dim = int(dim)
         self.kind = kind
         self.hnsw_m, self.ef_search, self.ef_construction = hnsw_m, ef_search, ef_construction
@@ -96,8 +98,6 @@ class FaissIndex(VectorIndex):
         index = cls(dim, kind=kind, **options)
         index.index = index.faiss.read_index(str(folder / INDEX_FILE))
         if index.index.d != dim:
-            from ..errors import IndexLoadError
-
             msg = f"{folder / INDEX_FILE} holds {index.index.d}-d vectors but the manifest says dim={dim}."
             raise IndexLoadError(msg)
         if kind == "hnsw":

@@ -1,4 +1,4 @@
-"""Exact inner-product index in numpy: the fallback when faiss is not installed."""
+"""Exact inner-product index in numpy: no faiss involved (a reference and a choice for tiny pools)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def _embed_bucketed(encoder: Any, model: Any, token_ids: list[list[int]], rows: 
         enc = {k: v.to(encoder.device) for k, v in enc.items()}
         with autocast:
             out = model(**enc, output_hidden_states=need_hidden)
-            parts.append(encoder._pool(out, enc["attention_mask"]).float())
+            parts.append(encoder.pooled(out, enc["attention_mask"]).float())
     pooled = torch.cat(parts, dim=0)
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))

