@@ -20,10 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("pie_retriever.cli", "embed a pool file and save an index folder"),
     "search": ("pie_retriever.cli", "retrieve demonstrations for a query from a saved index"),
     "demo": ("pie_retriever.demo", "index the bundled pool and compare PIE with BM25 (offline)"),
-    "label": ("pie_retriever.labeling_cli", "give each instruction of a pool a verb|noun task label"),
+    "label": ("pie_retriever.labeling.cli", "give each instruction of a pool a verb|noun task label"),
     "train": ("pie_retriever.training.cli", "contrastively train an instruction encoder on task labels"),
     "eval": ("pie_retriever.evaluation.cli", "evaluate a model on IEB (clustering, similarity, task P@k)"),
-    "bench": ("pie_retriever.evaluation.bench_cli", "benchmark quality, in-context learning, speed and memory vs BM25"),
+    "bench": ("pie_retriever.bench.cli", "benchmark quality, in-context learning, speed and memory vs BM25"),
 }
 
 
