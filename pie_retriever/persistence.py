@@ -17,14 +17,11 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._util import library_versions
 from .errors import EncoderMismatchError, IndexLoadError
 from .types import Demonstration
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .retriever import PIERetriever
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_snapshot(retriever: PIERetriever, folder: Path) -> None:
+def _write_snapshot(retriever: Any, folder: Path) -> None:
     """Write the index files, the demonstrations and the manifest of ``retriever`` into ``folder``."""
     demos, next_label = retriever._state()
     files = retriever.index.save(folder)
@@ -75,8 +72,8 @@ def _write_snapshot(retriever: PIERetriever, folder: Path) -> None:
             os.fsync(fh.fileno())
 
 
-def save_retriever(retriever: PIERetriever, path: str | os.PathLike) -> Path:
-    """Write ``retriever`` to the folder ``path`` atomically; refuse to replace anything that is not an index."""
+def save_retriever(retriever: Any, path: str | os.PathLike) -> Path:
+    """Write ``retriever`` (a :class:`~pie_retriever.retriever.PIERetriever`) to the folder ``path`` atomically; refuse to replace anything that is not an index."""
     target = Path(path).expanduser().resolve()
     if target.exists() and not (target / MANIFEST).is_file():
         if not target.is_dir() or any(target.iterdir()):
@@ -164,7 +161,7 @@ def _read_demonstrations(path: Path) -> dict[int, Demonstration]:
     return demos
 
 
-def load_retriever(cls: type[PIERetriever], path: str | os.PathLike, encoder: Any = None) -> PIERetriever:
+def load_retriever(cls: type, path: str | os.PathLike, encoder: Any = None) -> Any:
     """Load a folder written by :func:`save_retriever` into a new ``cls`` instance."""
     from .index import load_index
 

