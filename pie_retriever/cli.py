@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Sequence
 
-from .errors import PIEError
+from .errors import ConfigError, PIEError
 
 # name -> (module with add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -81,7 +81,7 @@ def run_search(args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             msg = f"--filter expects KEY=VALUE, got {item!r}."
-            raise PIEError(msg)
+            raise ConfigError(msg)
         filters.setdefault(key, []).append(value)
     retriever = PIERetriever.load(args.index_dir)
     hits = retriever.retrieve(args.query, k=args.k, filter=filters or None, min_score=args.min_score, mmr=args.mmr)
