@@ -123,7 +123,7 @@ def test_interrupted_conversion_leaves_no_complete_copy(tmp_path: Path, monkeypa
 
 def test_module_import_is_lazy() -> None:
     code = "import sys, pie_retriever.llm.gguf; print('torch' in sys.modules, 'transformers' in sys.modules)"
-    root = Path(gguf_mod.__file__).resolve().parents[1]
+    root = Path(gguf_mod.__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.split() == ["False", "False"]
 
