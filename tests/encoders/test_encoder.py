@@ -83,3 +83,19 @@ def test_no_model_means_the_library_default():
     enc = TransformerEncoder(max_length=32)
     assert enc.model_spec == DEFAULT_MODEL
     assert enc.fingerprint == TransformerEncoder(DEFAULT_MODEL, max_length=32).fingerprint
+
+
+def test_hashing_encoder_routes_prompts():
+    """The fake is prompt-aware: documents and queries encoded with different prompts differ, plain is bare text."""
+    import numpy as np
+
+    from pie_retriever.encoders.hashing import HashingEncoder
+
+    plain = HashingEncoder(dim=64)
+    routed = HashingEncoder(dim=64, prompt="plain", query_prompt="pie")
+    text = ["Write a poem about the sea."]
+    assert np.allclose(routed.encode_documents(text), plain.encode(text))
+    q = routed.encode_queries(text)
+    assert not np.allclose(q, plain.encode(text))
+    assert np.allclose(q, plain.encode(text, prompt="pie"))
+    assert routed.fingerprint != plain.fingerprint
