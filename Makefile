@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast install install-dev install-vllm train eval-ieb bench bench-quick readme-tables clean
+.PHONY: demo test test-fast lint install install-dev install-vllm train eval-ieb bench bench-quick readme-tables clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,12 +38,20 @@ demo: $(VENV)/.core-installed
 # The vLLM engine tests run in their own process: vLLM 0.32 scans sys.modules when it starts an engine and
 # crashes on llvmlite objects that earlier tests may have imported (and it patches torch's thread settings).
 test: $(VENV)/.vllm-installed
+	$(VENV)/bin/ruff check .
+	$(PY) scripts/import_graph.py
 	$(PY) -m pytest -ra -m "not vllm"
 	$(PY) -m pytest -ra -m vllm
 
 # The fast default run only.
 test-fast: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -ra -m "not slow and not vllm"
+
+# Lint only (ruff: pyflakes, pycodestyle, import order, bugbear) and the one-way import check.
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(PY) scripts/import_graph.py
 
 # The recipe of the shipped pie-minilm (about 16 min on 2 idle cores, incl. 31 s of silver labelling), then
 # its IEB evaluation next to BM25. Writes runs/pie-minilm (not tracked); copy it over
