@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
@@ -55,6 +56,21 @@ def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
             msg = f"{what} #{i} is {type(t).__name__} ({t!r:.40}), expected a string."
             raise TypeError(msg)
     return out
+
+
+def warn_if_truncated(token_ids: Sequence[Sequence[int]], max_length: int, *, stacklevel: int = 3) -> int:
+    """How many tokenized inputs are longer than ``max_length``; warns once (per call) when any is.
+
+    ``stacklevel=3`` points the warning at the code that called the encoder's ``encode``.
+    """
+    too_long = sum(len(ids) > max_length for ids in token_ids)
+    if too_long:
+        warnings.warn(
+            f"{too_long} of {len(token_ids)} input(s) were longer than max_length={max_length} tokens "
+            "(prompt included) and were truncated; raise max_length to keep more text.",
+            stacklevel=stacklevel,
+        )
+    return too_long
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import warnings
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -20,7 +19,7 @@ from .._util import check_choice, check_int
 from ..errors import ConfigError
 from ..models import DEFAULT_MODEL, ResolvedModel, folder_fingerprint, resolve_model
 from ..prompts import apply_prompt, resolve_prompt
-from .base import Encoder, check_texts, l2_normalize
+from .base import Encoder, check_texts, l2_normalize, warn_if_truncated
 
 logger = logging.getLogger(__name__)
 
@@ -178,14 +177,7 @@ class TransformerEncoder(Encoder):
         template = resolve_prompt(prompt) if prompt is not None else self.prompt
         prompted = [apply_prompt(template, t) for t in texts]
         enc = self.tokenizer(prompted, truncation=False, add_special_tokens=True)["input_ids"]
-        too_long = sum(len(ids) > self.max_length for ids in enc)
-        if too_long:
-            warnings.warn(
-                f"{too_long} of {len(texts)} input(s) were longer than max_length={self.max_length} tokens "
-                "(prompt included) and were truncated; raise max_length to keep more text.",
-                stacklevel=2,
-            )
-        if too_long:
+        if warn_if_truncated(enc, self.max_length):
             enc = self.tokenizer(prompted, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
         order = np.argsort([-len(ids) for ids in enc], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
