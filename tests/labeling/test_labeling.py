@@ -1,4 +1,4 @@
-"""Tests for pie_retriever.labeling (IEB-style verb|noun task labels) with the real spaCy pipeline."""
+"""Tests for pie_retriever.labeling (rules, api, cli: IEB-style verb|noun task labels) with the real spaCy pipeline."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pie_retriever import labeling
+from pie_retriever.labeling import api as labeling_api
 from pie_retriever.labeling import (
     FALLBACK_LABEL,
     label_agreement,
@@ -37,7 +38,7 @@ needs_parser = pytest.mark.skipif(
     _MISSING is not None, reason=f'spaCy pipeline not installed (pip install "pie-retriever[train]"): {_MISSING}'
 )
 
-IEB_DIR = Path(os.environ.get("PIE_IEB_DIR", Path(__file__).resolve().parents[2] / "shared" / "ieb"))
+IEB_DIR = Path(os.environ.get("PIE_IEB_DIR", Path(__file__).resolve().parents[3] / "shared" / "ieb"))
 EFT_TEST = IEB_DIR / "eft_test.json"
 IFT_TEST = IEB_DIR / "ift_test.json"
 needs_ieb = pytest.mark.skipif(
@@ -155,7 +156,7 @@ def test_parse_label() -> None:
 
 
 def test_missing_parser_raises_import_error_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(labeling, "_NLP", None)
+    monkeypatch.setattr(labeling_api, "_NLP", None)
     monkeypatch.setitem(sys.modules, "spacy", None)  # makes `import spacy` raise ImportError
     with pytest.raises(ImportError, match=r'pip install "pie-retriever\[train\]"'):
         labeling.load_pipeline()
@@ -164,7 +165,7 @@ def test_missing_parser_raises_import_error_naming_the_extra(monkeypatch: pytest
 def test_import_is_light() -> None:
     code = "import sys, pie_retriever.labeling; print('spacy' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2]
     )
     assert out.stdout.split()[0] == "False"
 
