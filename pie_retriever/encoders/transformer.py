@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -86,7 +87,17 @@ class TransformerEncoder(Encoder):
         self.max_length = check_int(max_length, "max_length", minimum=8)
         self.batch_size = check_int(batch_size, "batch_size")
         self.device = device
+        self._tokenizer_lock = threading.Lock()
         self._load()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_tokenizer_lock"]  # locks cannot be copied or pickled; each copy gets its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tokenizer_lock = threading.Lock()
 
     # -- loading -----------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -176,9 +187,12 @@ class TransformerEncoder(Encoder):
             return np.zeros((0, self.dim), dtype=np.float32)
         template = resolve_prompt(prompt) if prompt is not None else self.prompt
         prompted = [apply_prompt(template, t) for t in texts]
-        enc = self.tokenizer(prompted, truncation=False, add_special_tokens=True)["input_ids"]
-        if warn_if_truncated(enc, self.max_length):
-            enc = self.tokenizer(prompted, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
+        # A fast tokenizer keeps its truncation/padding settings on the shared Rust object: calls with
+        # different settings from several threads corrupt each other, so tokenization is serialised.
+        with self._tokenizer_lock:
+            enc = self.tokenizer(prompted, truncation=False, add_special_tokens=True)["input_ids"]
+            if warn_if_truncated(enc, self.max_length):
+                enc = self.tokenizer(prompted, truncation=True, max_length=self.max_length, add_special_tokens=True)["input_ids"]
         order = np.argsort([-len(ids) for ids in enc], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if show_progress is None:
@@ -192,7 +206,8 @@ class TransformerEncoder(Encoder):
             with torch.inference_mode(), autocast:
                 for start in range(0, len(order), self.batch_size):
                     idx = order[start:start + self.batch_size]
-                    batch = self.tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
+                    with self._tokenizer_lock:
+                        batch = self.tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt")
                     batch = {k: v.to(self.device) for k, v in batch.items()}
                     result = self.model(**batch, output_hidden_states=need_hidden)
                     pooled = self.pooled(result, batch["attention_mask"])
