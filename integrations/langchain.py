@@ -24,7 +24,7 @@ import re
 import sys
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-from pie_retriever.errors import require
+from pie_retriever.errors import ConfigError, require
 
 require("langchain_core", "langchain", "pie_retriever.integrations.langchain")
 
@@ -42,8 +42,8 @@ from langchain_core.runnables import RunnableConfig  # noqa: E402
 from langchain_core.runnables.config import get_config_list, run_in_executor  # noqa: E402
 from pydantic import BaseModel, ConfigDict, field_validator  # noqa: E402
 
+from pie_retriever._util import check_k, check_query  # noqa: E402
 from pie_retriever.encoders.base import Encoder  # noqa: E402
-from pie_retriever._util import check_query  # noqa: E402
 from pie_retriever.retriever import PIERetriever  # noqa: E402
 from pie_retriever.types import Demonstration, Hit  # noqa: E402
 
@@ -73,13 +73,6 @@ class _Unset:
 _UNSET: Any = _Unset()
 
 
-def _check_k(value: Any, name: str = "k") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        msg = f"{name} must be a positive integer, got {value!r}."
-        raise ValueError(msg)
-    return value
-
-
 class _RetrievalOptions(BaseModel):
     """The options shared by the retriever and the example selector, validated once at construction."""
 
@@ -101,14 +94,14 @@ class _RetrievalOptions(BaseModel):
     @field_validator("k")
     @classmethod
     def _valid_k(cls, v: int) -> int:
-        return _check_k(v)
+        return check_k(v)
 
     @field_validator("mmr_lambda")
     @classmethod
     def _valid_lambda(cls, v: float) -> float:
         if not 0.0 <= v <= 1.0:
             msg = f"mmr_lambda must be in [0, 1], got {v!r}."
-            raise ValueError(msg)
+            raise ConfigError(msg)
         return v
 
 
@@ -121,7 +114,7 @@ def _merge_options(defaults: Any, overrides: Mapping[str, Any]) -> dict[str, Any
         raise TypeError(msg)
     options = {name: getattr(defaults, name) for name in RETRIEVAL_OPTIONS}
     options.update({key: value for key, value in extra.items() if value is not _UNSET})
-    _check_k(options["k"])
+    check_k(options["k"])
     return options
 
 
@@ -140,6 +133,22 @@ def hit_to_document(hit: Hit, page_content_fields: Sequence[str] = ("instruction
         instruction=demo.instruction, input=demo.input, output=demo.output,
     )
     return Document(page_content=demo.text(tuple(page_content_fields)), metadata=metadata, id=demo.id)
+
+
+def _report_end(run_manager: Any, result: list[Document] | Exception) -> Any:
+    """Tell one query's callbacks how its run ended (returns the coroutine for an async run manager)."""
+    if isinstance(result, Exception):
+        return run_manager.on_retriever_error(result)
+    return run_manager.on_retriever_end(result)
+
+
+def _raise_unless_returned(results: list[Any], return_exceptions: bool) -> list[Any]:
+    """``results``, or the first exception among them unless the caller asked for exceptions as results."""
+    if not return_exceptions:
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+    return results
 
 
 class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
@@ -174,7 +183,7 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
         bad = [f for f in v if f not in DEMO_FIELDS]
         if not v or bad:
             msg = f"page_content_fields must be a non-empty subset of {DEMO_FIELDS}, got {v!r}."
-            raise ValueError(msg)
+            raise ConfigError(msg)
         return v
 
     # -- core ----------------------------------------------------------------------------------------
@@ -238,6 +247,10 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
             local_metadata=self.metadata,
         )
 
+    def _run_info(self, config: RunnableConfig) -> dict[str, Any]:
+        """The run name and id ``on_retriever_start`` gets for one query of a batch."""
+        return {"name": config.get("run_name") or self.get_name(), "run_id": config.get("run_id")}
+
     def _run_batch(self, inputs: list[Any], kwargs: dict[str, Any]) -> list[list[Document] | Exception]:
         """Search every valid query in one call; a bad query or a failed search becomes that slot's exception."""
         out: list[Any] = [None] * len(inputs)
@@ -274,22 +287,13 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
             return []
         configs = get_config_list(config, len(inputs))
         run_managers = [
-            self._callback_manager(cfg, kwargs, CallbackManager).on_retriever_start(
-                None, query, name=cfg.get("run_name") or self.get_name(), run_id=cfg.get("run_id"),
-            )
+            self._callback_manager(cfg, kwargs, CallbackManager).on_retriever_start(None, query, **self._run_info(cfg))
             for query, cfg in zip(inputs, configs)
         ]
         results = self._run_batch(list(inputs), kwargs)
         for run_manager, result in zip(run_managers, results):
-            if isinstance(result, Exception):
-                run_manager.on_retriever_error(result)
-            else:
-                run_manager.on_retriever_end(result)
-        if not return_exceptions:
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-        return results
+            _report_end(run_manager, result)
+        return _raise_unless_returned(results, return_exceptions)
 
     async def abatch(
         self,
@@ -306,20 +310,11 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
         run_managers = []
         for query, cfg in zip(inputs, configs):
             manager = self._callback_manager(cfg, kwargs, AsyncCallbackManager)
-            run_managers.append(await manager.on_retriever_start(
-                None, query, name=cfg.get("run_name") or self.get_name(), run_id=cfg.get("run_id"),
-            ))
+            run_managers.append(await manager.on_retriever_start(None, query, **self._run_info(cfg)))
         results = await run_in_executor(configs[0], self._run_batch, list(inputs), kwargs)
         for run_manager, result in zip(run_managers, results):
-            if isinstance(result, Exception):
-                await run_manager.on_retriever_error(result)
-            else:
-                await run_manager.on_retriever_end(result)
-        if not return_exceptions:
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-        return results
+            await _report_end(run_manager, result)
+        return _raise_unless_returned(results, return_exceptions)
 
 
 # -- example selector ----------------------------------------------------------------------------------
@@ -414,7 +409,7 @@ class PIEExampleSelector(_RetrievalOptions, BaseExampleSelector):
     @classmethod
     def _valid_max_length(cls, v: int | None) -> int | None:
         if v is not None:
-            _check_k(v, "max_length")
+            check_k(v, "max_length")
         return v
 
     @field_validator("example_prompt")
@@ -588,7 +583,7 @@ class PIEEmbeddings(Embeddings):
             given += list(encoder_kwargs)
             if given:
                 msg = f"Pass either encoder= or model options, not both (got encoder and {given})."
-                raise ValueError(msg)
+                raise ConfigError(msg)
             if not isinstance(encoder, Encoder):
                 msg = f"encoder must be a pie_retriever Encoder, got {type(encoder).__name__}."
                 raise TypeError(msg)
