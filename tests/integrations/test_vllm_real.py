@@ -1,7 +1,7 @@
 """Real vLLM engines on CPU (marker ``vllm``; ``make test`` runs them, ``make test-fast`` skips them).
 
 One generate engine and one pooling engine per test session, both on SmolLM2-135M-Instruct converted once
-from the packaged GGUF (``pie_retriever.gguf.smollm2_path``). Settings (see docs/vllm_notes.md):
+from the packaged GGUF (``pie_retriever.llm.gguf.smollm2_path``). Settings (see docs/vllm_notes.md):
 
 * ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (unless already set): the engine runs inside the pytest process.
   That starts in ~10 s instead of 50-80 s (no EngineCore/Worker processes to spawn, which would re-import
@@ -342,7 +342,7 @@ def test_readme_vllm_snippets_run(vllm_session, llm, vllm_encoder, monkeypatch, 
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     section = re.search(r"<!-- vllm:start -->(.*?)<!-- vllm:end -->", text, flags=re.S)
     assert section, "README.md has no vllm section markers"
     blocks = re.findall(r"```python\n(.*?)```", section.group(1), flags=re.S)

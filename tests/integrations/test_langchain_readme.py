@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _blocks(section: str) -> list[str]:
