@@ -5,7 +5,8 @@ Importing this package loads neither torch nor peft; :func:`train` imports them 
 
 from __future__ import annotations
 
-from .args import RECIPES, TrainingArguments, TrainingConfigError
+from ..errors import TrainingConfigError
+from .args import RECIPES, TrainingArguments
 from .trainer import TrainResult, train
 
 __all__ = ["RECIPES", "TrainResult", "TrainingArguments", "TrainingConfigError", "train"]

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import PIEError
+from ..errors import TrainingConfigError
+
+__all__ = ["METHODS", "POOLINGS", "PRECISIONS", "RECIPES", "SOURCES", "TrainingArguments", "TrainingConfigError"]
 
 METHODS: dict[str, str] = {
     "lora": "LoRA adapters (peft) on the attention and feed-forward projections; small artifact",
@@ -23,10 +25,6 @@ SOURCES: dict[str, str] = {
     "ift_test": "IEB ift_test.json with its gold labels (938 labels, disjoint from eft_test)",
     "eft_train_unsup": "IEB eft_train_unsup.json with silver verb|noun labels from pie_retriever.labeling",
 }
-
-
-class TrainingConfigError(PIEError, ValueError):
-    """A training argument is unknown or out of range."""
 
 
 def _choice(name: str, value: Any, registry: Mapping[str, str]) -> None:

