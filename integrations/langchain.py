@@ -197,7 +197,7 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
         *,
         run_manager: CallbackManagerForRetrieverRun,
         k: int = _UNSET,
-        filter: Any = _UNSET,  # noqa: A002 - LangChain's name for it
+        filter: Any = _UNSET,
         min_score: float | None = _UNSET,
         mmr: bool = _UNSET,
         mmr_lambda: float = _UNSET,
@@ -213,7 +213,7 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
         *,
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int = _UNSET,
-        filter: Any = _UNSET,  # noqa: A002
+        filter: Any = _UNSET,
         min_score: float | None = _UNSET,
         mmr: bool = _UNSET,
         mmr_lambda: float = _UNSET,
@@ -256,19 +256,19 @@ class PIELangChainRetriever(_RetrievalOptions, BaseRetriever):
         out: list[Any] = [None] * len(inputs)
         try:
             options = _merge_options(self, kwargs)
-        except Exception as exc:  # noqa: BLE001 - reported per query, like invoke would
+        except Exception as exc:
             return [exc] * len(inputs)
         valid: list[int] = []
         for i, query in enumerate(inputs):
             try:
                 check_query(query)
                 valid.append(i)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 out[i] = exc
         if valid:
             try:
                 docs = self._search([inputs[i] for i in valid], options)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 docs = [exc] * len(valid)
             for i, d in zip(valid, docs):
                 out[i] = d

@@ -90,7 +90,7 @@ def _vllm_on_cpu() -> bool:
         from vllm.platforms import current_platform
 
         return bool(current_platform.is_cpu())
-    except Exception:  # noqa: BLE001 - any failure: assume a CPU-only machine, the safe defaults
+    except Exception:
         return True
 
 
@@ -433,7 +433,7 @@ class VLLMEncoder(Encoder):
         if callable(shutdown):
             try:
                 shutdown()
-            except Exception as exc:  # noqa: BLE001 - best effort at teardown
+            except Exception as exc:
                 logger.warning("Engine shutdown raised %s", exc)
         self.llm = None
         gc.collect()

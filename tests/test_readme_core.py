@@ -19,7 +19,7 @@ def test_core_snippets_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for code in blocks:
-        exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - our own README
+        exec(compile(code, str(README), "exec"), namespace)
     assert len(namespace["r2"]) == len(namespace["r"]) == 3
     assert namespace["ids"] == ["demo-3"]
     assert os.path.isdir(tmp_path / "pool.pie")

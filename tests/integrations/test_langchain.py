@@ -15,23 +15,23 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
-from langchain_core.documents import Document  # noqa: E402
-from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
-from langchain_core.example_selectors import SemanticSimilarityExampleSelector  # noqa: E402
-from langchain_core.prompts import (  # noqa: E402
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
+from langchain_core.example_selectors import SemanticSimilarityExampleSelector
+from langchain_core.prompts import (
     ChatPromptTemplate,
     FewShotChatMessagePromptTemplate,
     FewShotPromptTemplate,
     PromptTemplate,
 )
-from langchain_core.retrievers import BaseRetriever  # noqa: E402
-from langchain_core.runnables import RunnableLambda  # noqa: E402
-from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableLambda
+from langchain_core.vectorstores import InMemoryVectorStore
 
-from pie_retriever import PIERetriever  # noqa: E402
-from pie_retriever.encoders.hashing import HashingEncoder  # noqa: E402
-from pie_retriever.integrations.langchain import (  # noqa: E402
+from pie_retriever import PIERetriever
+from pie_retriever.encoders.hashing import HashingEncoder
+from pie_retriever.integrations.langchain import (
     PIEEmbeddings,
     PIEExampleSelector,
     PIELangChainRetriever,

@@ -28,7 +28,7 @@ def test_langchain_snippets_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__readme__"}
     for code in blocks:
-        exec(compile(code, str(README), "exec"), namespace)  # noqa: S102 - our own README
+        exec(compile(code, str(README), "exec"), namespace)
     out = capsys.readouterr().out
     assert "Instruction: Write a limerick about tax law.\nResponse:" in out  # the few-shot prompt was printed
     assert len(namespace["docs"]) == 3

@@ -10,20 +10,19 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from langchain_core.example_selectors import SemanticSimilarityExampleSelector  # noqa: E402
-from langchain_core.prompts import (  # noqa: E402
+from langchain_core.example_selectors import SemanticSimilarityExampleSelector
+from langchain_core.prompts import (
     ChatPromptTemplate,
     FewShotChatMessagePromptTemplate,
     FewShotPromptTemplate,
     PromptTemplate,
 )
-from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
+from langchain_core.vectorstores import InMemoryVectorStore
+from test_langchain import Recorder
 
-from pie_retriever import PIERetriever, load_bundled_pool  # noqa: E402
-from pie_retriever.integrations.langchain import PIEEmbeddings, PIEExampleSelector  # noqa: E402
-from pie_retriever.models import DEFAULT_MODEL  # noqa: E402
-
-from test_langchain import Recorder  # noqa: E402
+from pie_retriever import PIERetriever, load_bundled_pool
+from pie_retriever.integrations.langchain import PIEEmbeddings, PIEExampleSelector
+from pie_retriever.models import DEFAULT_MODEL
 
 SENTIMENT = "Is the sentiment of this coffee shop review positive or negative?"
 QUERIES = [SENTIMENT, "Write a limerick about tax law.", "Translate this sentence about trains into Spanish."]

@@ -5,7 +5,7 @@ Run twice: on the deterministic HashingEncoder (fast) and on the real default mo
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -18,7 +18,7 @@ from pie_retriever.integrations.langchain import PIELangChainRetriever  # noqa: 
 from pie_retriever.models import DEFAULT_MODEL  # noqa: E402
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pool(kind: str) -> PIERetriever:
     if kind == "hashing":
         encoder = HashingEncoder(dim=64)

@@ -60,7 +60,7 @@ class FakeLLM:
     def get_tokenizer(self):
         return self._tokenizer
 
-    def get_default_sampling_params(self):  # noqa: F811 - may be shadowed by an instance attribute
+    def get_default_sampling_params(self):
         return SimpleNamespace(max_tokens=16, temperature=0.7)
 
     def _answer(self, kind, inputs, sampling_params, kwargs):

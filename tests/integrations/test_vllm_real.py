@@ -35,7 +35,7 @@ class _StartTimes:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def pytest_terminal_summary(self, terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+    def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.lines:
             terminalreporter.write_sep("-", "vLLM engines (SmolLM2-135M-Instruct, CPU)")
             for line in self.lines:
@@ -361,7 +361,7 @@ def test_readme_vllm_snippets_run(vllm_session, llm, vllm_encoder, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__main__"}
     for code in blocks:
-        exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+        exec(compile(code, "README.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert [r for r, _ in started] == ["generate", "pooling"]
     assert len(namespace["results"]) == 2 and all(r.text.strip() for r in namespace["results"])
