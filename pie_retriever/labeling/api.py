@@ -146,7 +146,7 @@ def label_instruction(text: str) -> str:
 def parse_label(label: str) -> list[tuple[str, str]]:
     """Split an IEB label (``"decide|statement##determine|statement"``) into its (verb, noun) pairs.
 
-    The one parser of IEB's label scheme (labeling, training and evaluation use it).
+    The one parser of IEB's label scheme (the labeler and training use it).
     """
     pairs = []
     for part in _check_str(label, "label").split("##"):
