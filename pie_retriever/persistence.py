@@ -1,54 +1,148 @@
 """Save and load a :class:`~pie_retriever.retriever.PIERetriever` as a folder with a manifest (no pickle).
 
 Layout: ``manifest.json`` (format, versions, encoder config + fingerprint, dim, metric, index kind and
-options, embed fields, count, next label, sha256 of every file), the index's own files (``index.faiss`` or
-``vectors.npy`` + ``ids.npy``) and ``demonstrations.jsonl`` (one demonstration per line with its ``_label``).
+options, embed fields, count, next label, sha256 of every file), the index's own files (``index.faiss``
+[+ ``deleted.npy``] or ``vectors.npy`` + ``ids.npy``) and ``demonstrations.jsonl`` (one demonstration per
+line with its ``_label``).
 
-A save writes into a temporary sibling folder and renames it into place; a crash between the two renames
-leaves the previous index in a ``.NAME.old-*`` backup that the next load restores.
+Saving: the snapshot is taken under the retriever's read lock and written into a temporary sibling
+folder ``.NAME.tmp-<pid>-<hex>``; then, holding an exclusive ``fcntl.flock`` on the parent folder (so
+across processes), the old folder is renamed to ``.NAME.old-<hex>``, the new one into place, and the old
+one is removed. A crash between the two renames leaves the previous index in the backup, which the next
+load or save restores. Leftovers of dead savers are removed by the next save or load.
+
+Loading: under a shared lock on the same folder, each file named by the manifest is opened once (never
+through a symlink, never outside the folder), read into memory, hashed, and parsed from those bytes;
+the manifest and the data are validated (see :mod:`pie_retriever.manifest`) before anything is used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ._util import library_versions
 from .errors import EncoderMismatchError, IndexLoadError
-from .types import Demonstration
+from .manifest import DEMOS_FILE, FORMAT_NAME, FORMAT_VERSION, MANIFEST, parse_demonstrations, validate_data, validate_manifest
 
 logger = logging.getLogger(__name__)
 
-FORMAT_NAME = "pie-retriever-index"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-DEMOS_FILE = "demonstrations.jsonl"
 _MANIFEST_PACKAGES = ("pie-retriever", "numpy", "faiss-cpu", "torch", "transformers")
 
+__all__ = ["DEMOS_FILE", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "load_retriever", "save_retriever"]
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- locking and leftovers -----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _folder_lock(target: Path, exclusive: bool, *, required: bool) -> Iterator[bool]:
+    """Hold ``flock`` on the folder that contains ``target`` (exclusive to swap or recover, shared to read).
+
+    Locking the parent folder itself leaves no lock file behind. Yields False when the folder cannot be
+    opened and ``required`` is False.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield False
+        return
+    try:
+        fd = os.open(target.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        if required:
+            msg = f"Cannot open {target.parent} to lock it ({exc.strerror})."
+            raise IndexLoadError(msg) from exc
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cleanup(target: Path, keep: Path | None = None) -> None:
+    """Remove leftovers of dead savers. Call with the exclusive lock held (no save is between its renames)."""
+    for p in target.parent.glob(f".{target.name}.*"):
+        if p == keep or not p.is_dir() or p.is_symlink():
+            continue
+        kind, _, rest = p.name[len(target.name) + 2:].partition("-")
+        stale = kind == "trash" or (kind == "old" and target.exists())
+        if kind == "tmp":
+            pid = rest.partition("-")[0]
+            stale = pid.isdigit() and not _pid_alive(int(pid))
+        if stale:
+            logger.info("Removing leftover %s of an interrupted save", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _recover(target: Path) -> None:
+    """If a save died between its two renames, put the newest complete backup back. Exclusive lock held."""
+    if target.exists():
+        return
+    backups = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for backup in backups:
+        if (backup / MANIFEST).is_file() and not backup.is_symlink():
+            logger.warning("Index %s is missing but an interrupted save left %s; restoring it.", target, backup)
+            os.rename(backup, target)
+            return
+
+
+# -- save ----------------------------------------------------------------------------------------------
+def _check_target(target: Path) -> None:
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        msg = f"{target} exists and is not a folder; refusing to overwrite it. Choose another path."
+        raise IndexLoadError(msg)
+    if not target.exists():
+        return
+    manifest = target / MANIFEST
+    if manifest.is_file() and not manifest.is_symlink():
+        try:
+            found = json.loads(manifest.read_text(encoding="utf-8")).get("format")
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+            found = None
+        if found == FORMAT_NAME:
+            return
+    if any(target.iterdir()):
+        msg = (f"{target} exists and is not a pie_retriever index; refusing to overwrite it (it has no {MANIFEST} of "
+               f"format {FORMAT_NAME!r}). Choose a new or empty folder.")
+        raise IndexLoadError(msg)
 
 
 def _write_snapshot(retriever: Any, folder: Path) -> None:
     """Write the index files, the demonstrations and the manifest of ``retriever`` into ``folder``."""
-    demos, next_label = retriever._state()
-    files = retriever.index.save(folder)
-    with (folder / DEMOS_FILE).open("w", encoding="utf-8") as fh:
-        for label, demo in demos.items():
-            row = demo.to_dict()
-            row["_label"] = label
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with retriever._snapshot() as (demos, next_label):
+        files = retriever.index.save(folder)
+        with (folder / DEMOS_FILE).open("w", encoding="utf-8") as fh:
+            for label, demo in demos.items():
+                row = demo.to_dict()
+                row["_label"] = label
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        index_kind, index_options = retriever.index.kind, retriever.index.options()
     files.append(DEMOS_FILE)
     encoder = retriever.encoder
     manifest = {
@@ -59,12 +153,12 @@ def _write_snapshot(retriever: Any, folder: Path) -> None:
         "dim": int(encoder.dim),
         "metric": "inner_product",
         "normalized": True,
-        "index": {"kind": retriever.index.kind, "options": retriever.index.options()},
+        "index": {"kind": index_kind, "options": index_options},
         "embed_fields": list(retriever.embed_fields),
         "dedupe": retriever.dedupe,
         "count": len(demos),
         "next_label": next_label,
-        "files": {name: sha256_file(folder / name) for name in files},
+        "files": {name: sha256_bytes((folder / name).read_bytes()) for name in files},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     for f in folder.iterdir():
@@ -72,62 +166,105 @@ def _write_snapshot(retriever: Any, folder: Path) -> None:
             os.fsync(fh.fileno())
 
 
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def save_retriever(retriever: Any, path: str | os.PathLike) -> Path:
-    """Write ``retriever`` (a :class:`~pie_retriever.retriever.PIERetriever`) to the folder ``path`` atomically; refuse to replace anything that is not an index."""
-    target = Path(path).expanduser().resolve()
-    if target.exists() and not (target / MANIFEST).is_file():
-        if not target.is_dir() or any(target.iterdir()):
-            msg = f"{target} exists and is not a pie_retriever index; refusing to overwrite it. Choose another path."
-            raise IndexLoadError(msg)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    """Write ``retriever`` (a :class:`~pie_retriever.retriever.PIERetriever`) to the folder ``path``."""
+    target = Path(path).expanduser().absolute()
+    _check_target(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"Cannot create {target.parent} ({exc.strerror}); choose a folder you can write to."
+        raise IndexLoadError(msg) from exc
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+    except OSError as exc:
+        msg = f"Cannot write into {target.parent} ({exc.strerror}); choose a folder you can write to."
+        raise IndexLoadError(msg) from exc
     try:
         _write_snapshot(retriever, tmp)
-        backup = None
-        if target.exists():
-            backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(target, backup)
-        os.rename(tmp, target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
+        with _folder_lock(target, exclusive=True, required=True):
+            _cleanup(target, keep=tmp)
+            _recover(target)
+            _check_target(target)
+            _swap(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """Parse and check the manifest of an index folder and the hashes of the files it lists."""
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        msg = f"{folder} is not a pie_retriever index: it has no {MANIFEST}. Build one with PIERetriever.save() or `pie-retriever index`."
-        raise IndexLoadError(msg)
+def _swap(tmp: Path, target: Path) -> None:
+    backup = None
+    if target.exists():
+        backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(target, backup)
+    os.rename(tmp, target)
+    _fsync_dir(target.parent)
+    if backup is not None:
+        trash = target.parent / f".{target.name}.trash-{uuid.uuid4().hex[:8]}"
+        os.rename(backup, trash)  # atomic: a half-deleted backup is never mistaken for a restorable one
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+# -- load ----------------------------------------------------------------------------------------------
+def _read_plain_file(folder_fd: int, name: str, folder: Path) -> bytes:
+    """Read a file of the index folder: a regular file, opened without following symlinks."""
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        msg = f"{manifest_path} is not valid JSON ({exc}); the folder is damaged. Rebuild the index."
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder_fd)
+    except FileNotFoundError:
+        msg = f"{folder} is incomplete: {name} is missing. Rebuild the index."
+        raise IndexLoadError(msg) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            msg = f"{folder}/{name} is a symbolic link; an index folder holds plain files only. Refusing to load it."
+            raise IndexLoadError(msg) from None
+        msg = f"Cannot read {folder}/{name} ({exc.strerror})."
         raise IndexLoadError(msg) from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        msg = f"{manifest_path} is not a pie_retriever manifest (format={found!r}, expected {FORMAT_NAME!r})."
-        raise IndexLoadError(msg)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        msg = (
-            f"{folder} was saved with index format version {manifest.get('format_version')!r}; this library reads "
-            f"version {FORMAT_VERSION}. Rebuild the index with this version (`pie-retriever index`)."
-        )
-        raise IndexLoadError(msg)
-    for name, digest in manifest.get("files", {}).items():
-        f = folder / name
-        if not f.is_file():
-            msg = f"{folder} is incomplete: {name} is missing. Rebuild the index."
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            msg = f"{folder}/{name} is not a regular file; refusing to load it."
             raise IndexLoadError(msg)
-        actual = sha256_file(f)
-        if actual != digest:
-            msg = f"{f} was modified after saving (sha256 {actual[:12]}…, manifest says {digest[:12]}…); refusing to load it."
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def _read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The validated manifest and the hash-checked bytes of every file it lists."""
+    try:
+        folder_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        msg = f"Cannot open the index folder {folder} ({exc.strerror})."
+        raise IndexLoadError(msg) from exc
+    try:
+        try:
+            raw = _read_plain_file(folder_fd, MANIFEST, folder)
+        except IndexLoadError as exc:
+            if "is missing" not in str(exc):
+                raise
+            msg = f"{folder} is not a pie_retriever index: it has no {MANIFEST}. Build one with PIERetriever.save() or `pie-retriever index`."
+            raise IndexLoadError(msg) from None
+        manifest = validate_manifest(raw, folder)
+        files = {name: _read_plain_file(folder_fd, name, folder) for name in manifest["files"]}
+    finally:
+        os.close(folder_fd)
+    for name, data in files.items():
+        actual = sha256_bytes(data)
+        if actual != manifest["files"][name]:
+            msg = f"{folder / name} was modified after saving (its sha256 does not match the manifest); refusing to load it."
             raise IndexLoadError(msg)
-    return manifest
+    return manifest, files
 
 
 def _check_encoder(encoder: Any, manifest: dict[str, Any], folder: Path) -> Any:
@@ -136,7 +273,11 @@ def _check_encoder(encoder: Any, manifest: dict[str, Any], folder: Path) -> Any:
     saved = dict(manifest["encoder"])
     fingerprint = saved.pop("fingerprint")
     if encoder is None:
-        encoder = encoder_from_config(saved)
+        try:
+            encoder = encoder_from_config(saved)
+        except TypeError as exc:  # an encoder config with keys its class does not take
+            msg = f"{folder / MANIFEST}: the encoder config {saved!r:.200} does not fit its encoder type ({exc})."
+            raise IndexLoadError(msg) from exc
     if encoder.fingerprint != fingerprint:
         msg = (
             f"Encoder mismatch: the index at {folder} was built with encoder fingerprint {fingerprint} "
@@ -151,42 +292,42 @@ def _check_encoder(encoder: Any, manifest: dict[str, Any], folder: Path) -> Any:
     return encoder
 
 
-def _read_demonstrations(path: Path) -> dict[int, Demonstration]:
-    demos: dict[int, Demonstration] = {}
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            label = int(row.pop("_label"))
-            demos[label] = Demonstration.from_any(row)
-    return demos
-
-
 def load_retriever(cls: type, path: str | os.PathLike, encoder: Any = None) -> Any:
     """Load a folder written by :func:`save_retriever` into a new ``cls`` instance."""
-    from .index import load_index
+    from .index import index_from_files
 
-    folder = recover(Path(path).expanduser().resolve())
-    manifest = read_manifest(folder)
-    encoder = _check_encoder(encoder, manifest, folder)
-    index = load_index(folder, manifest["index"]["kind"], manifest["dim"], manifest["index"].get("options", {}))
-    retriever = cls(encoder, index=index, embed_fields=manifest["embed_fields"], dedupe=manifest.get("dedupe", False))
-    demos = _read_demonstrations(folder / DEMOS_FILE)
-    retriever._restore(demos, manifest["next_label"])
-    if len(demos) != manifest["count"] or len(index) != manifest["count"]:
-        msg = f"{folder} is inconsistent: manifest count {manifest['count']}, {len(demos)} demonstrations, {len(index)} vectors."
+    folder = Path(path).expanduser().absolute()
+    if not folder.exists():
+        with _folder_lock(folder, exclusive=True, required=False):
+            _recover(folder)
+    if not folder.is_dir():
+        msg = f"Index folder {folder} does not exist. Build it first with `pie-retriever index POOL -o {folder}` or PIERetriever.save()."
         raise IndexLoadError(msg)
+    with _folder_lock(folder, exclusive=False, required=False):
+        manifest, files = _read_folder(folder)
+    demos = parse_demonstrations(files.pop(DEMOS_FILE), manifest, folder)
+    index = index_from_files(manifest["index"]["kind"], files, manifest["dim"], manifest["index"]["options"])
+    validate_data(manifest, demos, index, folder)
+    encoder = _check_encoder(encoder, manifest, folder)
+    retriever = cls(encoder, index=index, embed_fields=manifest["embed_fields"], dedupe=manifest["dedupe"])
+    retriever._restore(demos, manifest["next_label"])
+    _cleanup_quietly(folder)
     return retriever
 
 
-def recover(folder: Path) -> Path:
-    """If a save was interrupted between its two renames, the previous index sits in a backup folder."""
-    if folder.exists():
-        return folder
-    backups = sorted(folder.parent.glob(f".{folder.name}.old-*"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for backup in backups:
-        if (backup / MANIFEST).is_file():
-            logger.warning("Index %s is missing but an interrupted save left %s; restoring it.", folder, backup)
-            os.rename(backup, folder)
-            return folder
-    msg = f"Index folder {folder} does not exist. Build it first with `pie-retriever index POOL -o {folder}` or PIERetriever.save()."
-    raise IndexLoadError(msg)
+def _cleanup_quietly(folder: Path) -> None:
+    """Remove dead savers' leftovers after a load, if the lock can be had at once and the folder is writable."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return
+    if not any(True for _ in folder.parent.glob(f".{folder.name}.*")) or not os.access(folder.parent, os.W_OK):
+        return
+    fd = os.open(folder.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _cleanup(folder)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

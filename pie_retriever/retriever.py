@@ -1,26 +1,32 @@
-"""PIERetriever: a demonstration pool + an instruction encoder + a vector index."""
+"""PIERetriever: a demonstration pool + an instruction encoder + a vector index.
+
+Thread safety: any number of threads may call ``retrieve``/``retrieve_batch``/``get``/``save`` at once;
+``add`` and ``delete`` are exclusive (a readers-writer lock with writer preference). Encoding, the slow
+part, runs outside the lock, so readers keep answering while a writer embeds its batch.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
+import copy
 import logging
+import math
 import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ._rwlock import RWLock
 from ._util import check_k, check_query
 from .errors import ConfigError, DuplicateIdError, EmptyPoolError, EncoderMismatchError, InvalidDemonstrationError
-from .types import EMBED_FIELDS, Demonstration, Hit, check_embed_fields, fresh_id
+from .filters import FilterSpec, MetadataFilter, compile_filter
+from .types import EMBED_FIELDS, Demonstration, Hit, check_embed_fields, check_storable, fresh_id
+
+__all__ = ["EMBED_FIELDS", "FilterSpec", "PIERetriever"]
 
 logger = logging.getLogger(__name__)
-
-FilterSpec = Mapping[str, Any] | Callable[[Demonstration], bool] | None
 
 
 class _Union:
@@ -33,6 +39,19 @@ class _Union:
         return any(item in p for p in self.parts)
 
 
+def _check_options(k: Any, min_score: Any, mmr_lambda: Any, fetch_k: Any) -> int:
+    k = check_k(k)
+    if isinstance(mmr_lambda, bool) or not isinstance(mmr_lambda, (int, float)) or not 0.0 <= mmr_lambda <= 1.0:
+        msg = f"mmr_lambda must be a number in [0, 1], got {mmr_lambda!r}."
+        raise ConfigError(msg)
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or math.isnan(min_score)):
+        msg = f"min_score must be a number (a cosine, usually in [-1, 1]) or None, got {min_score!r}."
+        raise ConfigError(msg)
+    if fetch_k is not None:
+        check_k(fetch_k, "fetch_k")
+    return k
+
+
 class PIERetriever:
     """Retrieve demonstrations whose *task* matches a query.
 
@@ -43,6 +62,7 @@ class PIERetriever:
         index: ``"flat"`` (exact, default), ``"hnsw"``, ``"numpy"``, or a ``VectorIndex`` instance.
         embed_fields: which demonstration fields are embedded (joined by newlines); default the instruction.
         dedupe: skip demonstrations whose embedded text is identical to one already in the pool.
+        index_options: options of the index kind (e.g. ``{"hnsw_m": 32, "ef_search": 64}``).
     """
 
     def __init__(
@@ -72,6 +92,7 @@ class PIERetriever:
         if self.index.dim != encoder.dim:
             msg = f"Index dim {self.index.dim} does not match encoder dim {encoder.dim}."
             raise EncoderMismatchError(msg)
+        self._lock = RWLock()
         self._demos: dict[int, Demonstration] = {}
         self._label_of: dict[str, int] = {}
         self._texts: dict[str, int] = {}
@@ -102,128 +123,166 @@ class PIERetriever:
         return len(self._demos)
 
     def __iter__(self) -> Iterator[Demonstration]:
-        return iter(self._demos.values())
+        return iter(self.demonstrations)
 
     def __contains__(self, demo_id: object) -> bool:
         return demo_id in self._label_of
 
     @property
     def demonstrations(self) -> list[Demonstration]:
-        return list(self._demos.values())
+        with self._lock.read():
+            return list(self._demos.values())
 
     def get(self, demo_id: str) -> Demonstration:
-        if demo_id not in self._label_of:
-            msg = f"No demonstration with id {demo_id!r}."
-            raise KeyError(msg)
-        return self._demos[self._label_of[demo_id]]
+        with self._lock.read():
+            if demo_id not in self._label_of:
+                msg = f"No demonstration with id {demo_id!r}."
+                raise KeyError(msg)
+            return self._demos[self._label_of[demo_id]]
+
+    def _prepare(self, demonstrations: Any) -> list[Demonstration]:
+        """Private, validated copies of the demonstrations to add (the caller's objects are never kept)."""
+        if isinstance(demonstrations, (str, Mapping, Demonstration)):
+            demonstrations = [demonstrations]
+        demos: list[Demonstration] = []
+        seen: set[str] = set()
+        for i, d in enumerate(demonstrations):
+            where = f"Demonstration #{i}"
+            try:
+                demo = copy.deepcopy(Demonstration.from_any(d))
+            except InvalidDemonstrationError as exc:
+                msg = f"{where}: {exc}"
+                raise InvalidDemonstrationError(msg) from exc
+            where = f"Demonstration #{i} ({demo.id or demo.instruction[:40]!r})"
+            check_storable(demo, where)
+            if not demo.text(self.embed_fields).strip():
+                msg = f"{where} has no text in the embedded fields {self.embed_fields}."
+                raise InvalidDemonstrationError(msg)
+            if demo.id is not None:
+                if demo.id in seen:
+                    msg = f"Duplicate demonstration id {demo.id!r} within the batch; ids must be unique. Nothing was added."
+                    raise DuplicateIdError(msg)
+                seen.add(demo.id)
+            demos.append(demo)
+        return demos
+
+    def _check_ids_free(self, demos: list[Demonstration]) -> None:
+        taken = [d.id for d in demos if d.id is not None and d.id in self._label_of]
+        if taken:
+            msg = f"Duplicate demonstration id {taken[0]!r}; ids must be unique. Nothing was added."
+            raise DuplicateIdError(msg)
+
+    def _encode(self, demos: list[Demonstration], texts: list[str], show_progress: bool | None) -> np.ndarray:
+        """Encode and check the encoder's output (shape, finite values) before anything is indexed."""
+        vectors = np.asarray(self.encoder.encode_documents(texts, show_progress=show_progress))
+        if vectors.shape != (len(texts), self.encoder.dim):
+            msg = (f"The encoder returned an array of shape {vectors.shape} for {len(texts)} texts; expected "
+                   f"({len(texts)}, {self.encoder.dim}). Nothing was added.")
+            raise EncoderMismatchError(msg)
+        finite = np.isfinite(vectors).all(axis=1)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            msg = (f"The encoder returned NaN or infinite values for demonstration {demos[i].id or demos[i].instruction[:40]!r}; "
+                   "nothing was added. Check the encoder (a custom one must return finite float vectors).")
+            raise EncoderMismatchError(msg)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def add(self, demonstrations: Iterable[Demonstration | Mapping[str, Any] | str], *, show_progress: bool | None = None) -> list[str]:
         """Embed and index demonstrations; return their ids (generated when missing).
 
-        A duplicate id (within the batch or with the pool) raises ``DuplicateIdError`` and adds nothing.
-        With ``dedupe=True`` a demonstration whose embedded text is already indexed is skipped; its id is
-        still returned, pointing at the existing demonstration.
+        Everything is validated before anything changes: a bad demonstration, a duplicate id (within the
+        batch or with the pool) or a bad encoder output raises and adds nothing. With ``dedupe=True`` a
+        demonstration whose embedded text is already indexed is skipped; its id is still returned,
+        pointing at the existing demonstration.
         """
-        if isinstance(demonstrations, (str, Mapping, Demonstration)):
-            demonstrations = [demonstrations]
-        demos = []
-        for i, d in enumerate(demonstrations):
-            try:
-                demos.append(Demonstration.from_any(d))
-            except InvalidDemonstrationError as exc:
-                msg = f"Demonstration #{i}: {exc}"
-                raise type(exc)(msg) from exc
-        seen: set[str] = set()
+        demos = self._prepare(demonstrations)
+        with self._lock.read():
+            self._check_ids_free(demos)
+            known = set(self._texts) if self.dedupe else set()
+        todo, seen_text = [], set()
         for d in demos:
-            if d.id is None:
-                continue
-            if d.id in self._label_of or d.id in seen:
-                msg = f"Duplicate demonstration id {d.id!r}; ids must be unique. Nothing was added."
-                raise DuplicateIdError(msg)
-            seen.add(d.id)
+            text = d.text(self.embed_fields)
+            if not (self.dedupe and (text in known or text in seen_text)):
+                todo.append(d)
+                seen_text.add(text)
+        vectors = self._encode(todo, [d.text(self.embed_fields) for d in todo], show_progress) if todo else None
+        with self._lock.write():
+            self._check_ids_free(demos)
+            return self._insert(demos, todo, vectors)
+
+    def _insert(self, demos: list[Demonstration], encoded: list[Demonstration], vectors: np.ndarray | None) -> list[str]:
+        """Give ids and labels, index the vectors, record the demonstrations. Runs under the write lock."""
+        row_of = {id(d): i for i, d in enumerate(encoded)}
+        batch_ids = {d.id for d in demos if d.id is not None}
         ids: list[str] = []
+        rows: list[int] = []
         new: list[Demonstration] = []
-        texts: list[str] = []
         batch_texts: dict[str, str] = {}
         for d in demos:
             text = d.text(self.embed_fields)
-            if not text.strip():
-                msg = f"Demonstration {d.id or d.instruction!r:.40} has no text in the embedded fields {self.embed_fields}."
-                raise InvalidDemonstrationError(msg)
             if self.dedupe and (text in self._texts or text in batch_texts):
-                existing = batch_texts.get(text) or self._demos[self._texts[text]].id
-                ids.append(existing)
+                ids.append(batch_texts.get(text) or self._demos[self._texts[text]].id)
                 continue
+            if id(d) not in row_of:  # its text was in the pool when encoding started and has been deleted since
+                vectors = np.vstack([vectors, self._encode([d], [text], False)]) if vectors is not None else self._encode([d], [text], False)
+                row_of[id(d)] = len(vectors) - 1
             if d.id is None:
-                d = Demonstration(d.instruction, d.input, d.output, self._fresh_id(seen), d.metadata)
-                seen.add(d.id)
+                d.id = fresh_id(self._next_label + len(new), _Union(self._label_of, batch_ids))
+                batch_ids.add(d.id)
             batch_texts[text] = d.id
             new.append(d)
-            texts.append(text)
+            rows.append(row_of[id(d)])
             ids.append(d.id)
-        if not new:
-            return ids
-        vectors = self.encoder.encode_documents(texts, show_progress=show_progress)
-        labels = np.arange(self._next_label, self._next_label + len(new), dtype=np.int64)
-        self.index.add(labels, vectors)
-        for label, d, text in zip(labels.tolist(), new, texts):
-            self._demos[label] = d
-            self._label_of[d.id] = label
-            self._texts.setdefault(text, label)
-        self._next_label += len(new)
+        if new:
+            labels = np.arange(self._next_label, self._next_label + len(new), dtype=np.int64)
+            self.index.add(labels, vectors[rows])
+            for label, d in zip(labels.tolist(), new):
+                self._demos[label] = d
+                self._label_of[d.id] = label
+                self._texts.setdefault(d.text(self.embed_fields), label)
+            self._next_label += len(new)
         return ids
 
-    def _fresh_id(self, taken: set[str]) -> str:
-        return fresh_id(self._next_label + len(taken), _Union(self._label_of, taken))
-
     def delete(self, ids: str | Iterable[str]) -> int:
-        """Remove demonstrations by id; return how many were removed. Unknown ids raise KeyError."""
+        """Remove demonstrations by id; return how many were removed. Unknown ids raise KeyError and delete nothing.
+
+        An id given twice is removed once.
+        """
         ids = [ids] if isinstance(ids, str) else list(ids)
-        missing = [i for i in ids if i not in self._label_of]
-        if missing:
-            msg = f"Unknown demonstration id(s) {missing[:5]}; nothing was deleted."
-            raise KeyError(msg)
-        labels = np.array([self._label_of[i] for i in ids], dtype=np.int64)
-        self.index.remove(labels)
-        for demo_id, label in zip(ids, labels.tolist()):
-            demo = self._demos.pop(label)
-            del self._label_of[demo_id]
-            text = demo.text(self.embed_fields)
-            if self._texts.get(text) == label:
-                del self._texts[text]
+        bad = [i for i in ids if not isinstance(i, str)]
+        if bad:
+            msg = f"delete() takes demonstration ids (strings), got {bad[0]!r} ({type(bad[0]).__name__}). Nothing was deleted."
+            raise TypeError(msg)
+        ids = list(dict.fromkeys(ids))
+        with self._lock.write():
+            missing = [i for i in ids if i not in self._label_of]
+            if missing:
+                msg = f"Unknown demonstration id(s) {missing[:5]}; nothing was deleted."
+                raise KeyError(msg)
+            labels = np.array([self._label_of[i] for i in ids], dtype=np.int64)
+            self.index.remove(labels)
+            for demo_id, label in zip(ids, labels.tolist()):
+                demo = self._demos.pop(label)
+                del self._label_of[demo_id]
+                text = demo.text(self.embed_fields)
+                if self._texts.get(text) == label:
+                    del self._texts[text]
         return len(ids)
 
     # -- retrieval -----------------------------------------------------------------------------------
-    def _allowed(self, filter: FilterSpec) -> np.ndarray | None:
-        if filter is None:
+    def _allowed(self, flt: Any) -> np.ndarray | None:
+        """Labels passing a compiled filter (under the read lock), or None for no filter."""
+        if flt is None:
             return None
-        if callable(filter):
-            keep = [label for label, d in self._demos.items() if filter(d)]
-            return np.array(keep, dtype=np.int64)
-        if not isinstance(filter, Mapping) or not filter:
-            msg = "filter must be a non-empty dict {metadata_key: value or [values]} or a callable(Demonstration) -> bool."
-            raise TypeError(msg)
-        known: set[str] = set()
-        for d in self._demos.values():
-            known.update(d.metadata)
-        unknown = sorted(set(filter) - known)
-        if unknown:
-            msg = f"Unknown metadata filter key(s) {unknown}; keys present in the pool: {sorted(known) or 'none'}."
-            raise KeyError(msg)
-        wanted = {k: (set(v) if isinstance(v, (list, tuple, set, frozenset)) else {v}) for k, v in filter.items()}
-
-        def ok(d: Demonstration) -> bool:
-            for key, values in wanted.items():
-                value = d.metadata.get(key)
-                try:
-                    if value not in values:
-                        return False
-                except TypeError:  # unhashable metadata value
-                    if all(value != v for v in values):
-                        return False
-            return True
-
-        return np.array([label for label, d in self._demos.items() if ok(d)], dtype=np.int64)
+        if isinstance(flt, MetadataFilter):
+            known: set[str] = set()
+            for d in self._demos.values():
+                known.update(d.metadata)
+            unknown = sorted(flt.keys() - known)
+            if unknown:
+                msg = f"Unknown metadata filter key(s) {unknown}; keys present in the pool: {sorted(known) or 'none'}."
+                raise KeyError(msg)
+        return np.array([label for label, d in self._demos.items() if flt(d)], dtype=np.int64)
 
     def retrieve(
         self,
@@ -264,35 +323,37 @@ class PIERetriever:
             msg = "retrieve_batch() takes a list of queries; use retrieve() for a single string."
             raise TypeError(msg)
         queries = [check_query(q) for q in queries]
-        k = check_k(k)
-        if not 0.0 <= mmr_lambda <= 1.0:
-            msg = f"mmr_lambda must be in [0, 1], got {mmr_lambda!r}."
-            raise ConfigError(msg)
+        k = _check_options(k, min_score, mmr_lambda, fetch_k)
+        flt = compile_filter(filter)
         if not queries:
             return []
         if not self._demos:
             msg = "The retriever is empty; add demonstrations before retrieving."
             raise EmptyPoolError(msg)
-        allowed = self._allowed(filter)
+        qv = self.encoder.encode_queries(queries, show_progress=show_progress)
+        with self._lock.read():
+            return self._search(qv, k, flt, min_score, mmr, mmr_lambda, fetch_k)
+
+    def _search(self, qv: np.ndarray, k: int, flt: Any, min_score: float | None, mmr: bool, mmr_lambda: float,
+                fetch_k: int | None) -> list[list[Hit]]:
+        """Search, re-rank and build hits for encoded queries. Runs under the read lock."""
+        allowed = self._allowed(flt)
         available = len(self._demos) if allowed is None else len(allowed)
         if k > available and not self._warned_short:
             where = "the pool" if allowed is None else "the demonstrations that pass the filter"
-            warnings.warn(f"k={k} is larger than {where} ({available}); returning all {available}.", stacklevel=3)
+            warnings.warn(f"k={k} is larger than {where} ({available}); returning all {available}.", stacklevel=4)
             self._warned_short = True
         if available == 0:
-            return [[] for _ in queries]
-        qv = self.encoder.encode_queries(queries, show_progress=show_progress)
-        search_k = min(k, available)
-        if mmr:
-            search_k = min(available, max(fetch_k or 0, 4 * k, 20))
+            return [[] for _ in range(len(qv))]
+        search_k = min(available, max(fetch_k or 0, 4 * k, 20)) if mmr else min(k, available)
         scores, labels = self.index.search(qv, search_k, allowed=allowed)
         results: list[list[Hit]] = []
-        for qi in range(len(queries)):
+        for qi in range(len(qv)):
             row_labels, row_scores = labels[qi], scores[qi]
             valid = row_labels >= 0
             row_labels, row_scores = row_labels[valid], row_scores[valid]
             if mmr and len(row_labels) > 1:
-                order = self._mmr(qv[qi], row_labels, row_scores, min(k, len(row_labels)), mmr_lambda)
+                order = self._mmr(row_labels, row_scores, min(k, len(row_labels)), mmr_lambda)
                 row_labels, row_scores = row_labels[order], row_scores[order]
             hits = []
             for label, score in zip(row_labels[:k].tolist(), row_scores[:k].tolist()):
@@ -302,7 +363,7 @@ class PIERetriever:
             results.append(hits)
         return results
 
-    def _mmr(self, query: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int, lam: float) -> list[int]:
+    def _mmr(self, labels: np.ndarray, scores: np.ndarray, k: int, lam: float) -> list[int]:
         vectors = self.index.reconstruct(labels)
         sim = vectors @ vectors.T
         chosen: list[int] = [0]
@@ -319,8 +380,10 @@ class PIERetriever:
     def save(self, path: str | os.PathLike) -> Path:
         """Save to a folder: ``manifest.json``, the index files and ``demonstrations.jsonl``. No pickle.
 
-        Everything is written into a temporary sibling folder first and then renamed into place, so a
-        crash mid-save leaves the previous save loadable. See :mod:`pie_retriever.persistence`.
+        The snapshot is taken under the read lock (concurrent adds wait; retrievals go on), written into a
+        temporary sibling folder and renamed into place, so a crash mid-save leaves the previous save
+        loadable. A target that exists and is not a pie_retriever index is refused. See
+        :mod:`pie_retriever.persistence`.
         """
         from .persistence import save_retriever
 
@@ -329,22 +392,27 @@ class PIERetriever:
     @classmethod
     def load(cls, path: str | os.PathLike, encoder: Any = None) -> PIERetriever:
         """Load a saved folder. Rebuilds the encoder from the manifest unless one is given; either way the
-        encoder's fingerprint must match the one the index was built with."""
+        encoder's fingerprint must match the one the index was built with. Every file is read once,
+        checked against the manifest's sha256 and validated before use."""
         from .persistence import load_retriever
 
         return load_retriever(cls, path, encoder)
 
-    def _state(self) -> tuple[dict[int, Demonstration], int]:
-        """The pool as ``({label: demonstration}, next_label)``: what persistence writes next to the index."""
-        return dict(self._demos), self._next_label
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[tuple[dict[int, Demonstration], int]]:
+        """Hold the read lock and yield ``({label: demonstration}, next_label)``: persistence writes the index
+        files inside this block, so the demonstrations and the vectors belong to the same moment."""
+        with self._lock.read():
+            yield dict(self._demos), self._next_label
 
     def _restore(self, demos: Mapping[int, Demonstration], next_label: int) -> None:
         """Fill an empty retriever (whose index already holds the vectors) with its saved pool."""
-        for label, demo in demos.items():
-            self._demos[label] = demo
-            self._label_of[demo.id] = label
-            self._texts.setdefault(demo.text(self.embed_fields), label)
-        self._next_label = int(next_label)
+        with self._lock.write():
+            for label, demo in demos.items():
+                self._demos[label] = demo
+                self._label_of[demo.id] = label
+                self._texts.setdefault(demo.text(self.embed_fields), label)
+            self._next_label = int(next_label)
 
     def __repr__(self) -> str:
         cfg = self.encoder.config()

@@ -147,3 +147,27 @@ class Hit:
 
 
 SearchResults = list  # list[Hit]; kept as a name for readability in signatures
+
+
+def check_storable(demo: Demonstration, where: str) -> None:
+    """Raise InvalidDemonstrationError (naming ``where``) unless ``demo`` can be saved: UTF-8 text, JSON metadata."""
+    import json
+
+    for name in ("id", "instruction", "input", "output"):
+        value = getattr(demo, name)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                msg = f"{where}: its {name} is not valid Unicode text ({exc.reason} at position {exc.start}); fix the text."
+                raise InvalidDemonstrationError(msg) from None
+    try:
+        json.dumps(demo.metadata, ensure_ascii=False, allow_nan=True).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
+        msg = (f"{where}: its metadata cannot be saved as JSON ({type(exc).__name__}: {str(exc)[:120]}). "
+               "Use strings, numbers, booleans, None, lists and dicts with string keys.")
+        raise InvalidDemonstrationError(msg) from None
+    bad = [k for k in demo.metadata if not isinstance(k, str)]
+    if bad:
+        msg = f"{where}: metadata keys must be strings, got {bad[:3]!r}."
+        raise InvalidDemonstrationError(msg)

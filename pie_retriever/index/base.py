@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
+
+from ..errors import IndexLoadError
 
 
 class VectorIndex(ABC):
@@ -14,6 +17,9 @@ class VectorIndex(ABC):
     ``search`` returns ``(scores, ids)`` of shape (n_queries, k); missing slots have id -1 and score -inf.
     ``allowed`` restricts the search to those ids (metadata filters); it must still return the best k
     among them.
+
+    Concurrency: the retriever calls ``search``/``reconstruct``/``ids``/``save`` under a shared lock and
+    ``add``/``remove`` under an exclusive one, so an index never sees a read concurrent with a write.
     """
 
     kind: str
@@ -36,7 +42,11 @@ class VectorIndex(ABC):
 
     @abstractmethod
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of ``ids`` (used by MMR)."""
+        """The stored vectors of ``ids`` (used by MMR and by load-time validation)."""
+
+    @abstractmethod
+    def ids(self) -> np.ndarray:
+        """Every live id, int64."""
 
     @abstractmethod
     def save(self, folder: Path) -> list[str]:
@@ -44,7 +54,21 @@ class VectorIndex(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, folder: Path, dim: int, options: dict) -> VectorIndex: ...
+    def from_files(cls, files: Mapping[str, bytes], dim: int, options: Mapping[str, Any]) -> VectorIndex:
+        """Rebuild from the bytes of the files ``save`` wrote (already hash-checked by the caller)."""
+
+    @classmethod
+    def file_names(cls, options: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        """``(required, optional)`` names of the files ``save`` writes; a manifest may list nothing else."""
+        return [], []
+
+    @classmethod
+    def check_options(cls, options: Any) -> dict:
+        """Validate constructor options read from a manifest (types and ranges); return them as a dict."""
+        if options not in (None, {}):
+            msg = f"index options must be empty for this index kind, got {options!r}."
+            raise IndexLoadError(msg)
+        return {}
 
     def options(self) -> dict:
         """Constructor options stored in the manifest."""
@@ -67,3 +91,21 @@ def exact_topk(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int
     scores[:, :kk] = np.take_along_axis(sims, top, axis=1)
     out_ids[:, :kk] = ids[top]
     return scores, out_ids
+
+
+def pad_results(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad ``(n, m)`` results to ``(n, k)`` with score -inf / id -1, and mark faiss' -1 slots with -inf."""
+    if ids.shape[1] < k:
+        pad = k - ids.shape[1]
+        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+    return np.where(ids < 0, -np.inf, scores).astype(np.float32), ids.astype(np.int64)
+
+
+def int_option(options: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """An integer option in ``[low, high]`` from a manifest, or IndexLoadError naming it."""
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        msg = f"index option {name}={value!r} is invalid; expected an integer in [{low}, {high}]."
+        raise IndexLoadError(msg)
+    return value

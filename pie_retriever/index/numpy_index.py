@@ -2,54 +2,88 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
+from ..errors import IndexLoadError
 from .base import VectorIndex, exact_topk
+
+VECTORS_FILE = "vectors.npy"
+IDS_FILE = "ids.npy"
 
 
 class NumpyIndex(VectorIndex):
+    """Ids and vectors in two arrays, replaced together (never one without the other)."""
+
     kind = "numpy"
 
     def __init__(self, dim: int) -> None:
         self._dim = int(dim)
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._vectors = np.zeros((0, self._dim), dtype=np.float32)
+        self._data = (np.zeros(0, dtype=np.int64), np.zeros((0, self._dim), dtype=np.float32))
 
     @property
     def dim(self) -> int:
         return self._dim
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._data[0])
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self._ids = np.concatenate([self._ids, np.asarray(ids, dtype=np.int64)])
-        self._vectors = np.concatenate([self._vectors, np.asarray(vectors, dtype=np.float32)])
+        old_ids, old_vectors = self._data
+        self._data = (np.concatenate([old_ids, np.asarray(ids, dtype=np.int64)]),
+                      np.concatenate([old_vectors, np.asarray(vectors, dtype=np.float32)]))
 
     def remove(self, ids: np.ndarray) -> None:
-        keep = ~np.isin(self._ids, ids)
-        self._ids, self._vectors = self._ids[keep], self._vectors[keep]
+        old_ids, old_vectors = self._data
+        keep = ~np.isin(old_ids, ids)
+        self._data = (old_ids[keep], old_vectors[keep])
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        ids, vectors = self._data
         if allowed is None:
-            return exact_topk(self._vectors, self._ids, queries, k)
-        mask = np.isin(self._ids, allowed)
-        return exact_topk(self._vectors[mask], self._ids[mask], queries, k)
+            return exact_topk(vectors, ids, queries, k)
+        mask = np.isin(ids, allowed)
+        return exact_topk(vectors[mask], ids[mask], queries, k)
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        pos = {int(i): n for n, i in enumerate(self._ids)}
-        return self._vectors[[pos[int(i)] for i in ids]]
+        all_ids, vectors = self._data
+        pos = {int(i): n for n, i in enumerate(all_ids)}
+        return vectors[[pos[int(i)] for i in ids]]
+
+    def ids(self) -> np.ndarray:
+        return self._data[0].copy()
 
     def save(self, folder: Path) -> list[str]:
-        np.save(folder / "vectors.npy", self._vectors, allow_pickle=False)
-        np.save(folder / "ids.npy", self._ids, allow_pickle=False)
-        return ["vectors.npy", "ids.npy"]
+        ids, vectors = self._data
+        np.save(folder / VECTORS_FILE, vectors, allow_pickle=False)
+        np.save(folder / IDS_FILE, ids, allow_pickle=False)
+        return [VECTORS_FILE, IDS_FILE]
 
     @classmethod
-    def load(cls, folder: Path, dim: int, options: dict) -> NumpyIndex:
+    def file_names(cls, options: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+        return [VECTORS_FILE, IDS_FILE], []
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], dim: int, options: Mapping[str, Any]) -> NumpyIndex:
+        vectors = _array(files[VECTORS_FILE], VECTORS_FILE)
+        ids = _array(files[IDS_FILE], IDS_FILE)
+        if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
+            msg = f"{VECTORS_FILE} holds a {vectors.dtype} array of shape {vectors.shape}; expected float32 (n, {dim})."
+            raise IndexLoadError(msg)
+        if ids.ndim != 1 or ids.dtype != np.int64 or len(ids) != len(vectors):
+            msg = f"{IDS_FILE} holds a {ids.dtype} array of shape {ids.shape}; expected int64 ({len(vectors)},) to match {VECTORS_FILE}."
+            raise IndexLoadError(msg)
         index = cls(dim)
-        index._vectors = np.load(folder / "vectors.npy", allow_pickle=False)
-        index._ids = np.load(folder / "ids.npy", allow_pickle=False)
+        index._data = (ids, vectors)
         return index
+
+
+def _array(raw: bytes, name: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # object arrays (pickle) are refused by allow_pickle=False
+        msg = f"{name} is not a plain numpy array file ({exc})."
+        raise IndexLoadError(msg) from exc
