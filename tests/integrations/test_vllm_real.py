@@ -336,16 +336,22 @@ def test_vllm_encoder_in_a_retriever_and_generation(vllm_session, vllm_encoder, 
 
 
 # ------------------------------------------------------------------------------------------------------
-# The README's vLLM snippets run as written (the session engines stand in for the LLM(...) they start)
+# The vLLM snippets of docs/vllm.md and the README run as written (the session engines stand in for the
+# LLM(...) they start)
 # ------------------------------------------------------------------------------------------------------
-def test_readme_vllm_snippets_run(vllm_session, llm, vllm_encoder, monkeypatch, tmp_path, capsys):
+def _python_blocks(path, section: str) -> list[str]:
     import re
+
+    section_match = re.search(rf"<!-- {section}:start -->(.*?)<!-- {section}:end -->", path.read_text(encoding="utf-8"), flags=re.S)
+    assert section_match, f"{path.name} has no {section} section markers"
+    return re.findall(r"```python\n(.*?)```", section_match.group(1), flags=re.S)
+
+
+def test_readme_vllm_snippets_run(vllm_session, llm, vllm_encoder, monkeypatch, tmp_path, capsys):
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = re.search(r"<!-- vllm:start -->(.*?)<!-- vllm:end -->", text, flags=re.S)
-    assert section, "README.md has no vllm section markers"
-    blocks = re.findall(r"```python\n(.*?)```", section.group(1), flags=re.S)
+    repo = Path(__file__).resolve().parents[2]
+    blocks = _python_blocks(repo / "docs" / "vllm.md", "vllm")
     joined = "\n".join(blocks)
     for name in ("PIEGenerator", "gen.generate", "gen.chat", "FewShotPromptBuilder", "VLLMEncoder"):
         assert name in joined
@@ -361,7 +367,7 @@ def test_readme_vllm_snippets_run(vllm_session, llm, vllm_encoder, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__main__"}
     for code in blocks:
-        exec(compile(code, "README.md", "exec"), namespace)
+        exec(compile(code, "docs/vllm.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert [r for r, _ in started] == ["generate", "pooling"]
     assert len(namespace["results"]) == 2 and all(r.text.strip() for r in namespace["results"])
@@ -370,3 +376,10 @@ def test_readme_vllm_snippets_run(vllm_session, llm, vllm_encoder, monkeypatch, 
     fs = namespace["fs"]
     assert fs.dropped and fs.num_tokens <= 1024 - 256
     assert (tmp_path / "pool-vllm" / "manifest.json").is_file()
+
+    # the README's short example: one generation with task-matched demonstrations
+    readme: dict = {"__name__": "__main__"}
+    for code in _python_blocks(repo / "README.md", "vllm"):
+        exec(compile(code, "README.md", "exec"), readme)
+    assert [r for r, _ in started] == ["generate", "pooling", "generate"]
+    assert readme["result"].text.strip() and len(readme["result"].demonstrations) == 3
