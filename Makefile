@@ -74,11 +74,16 @@ eval-ieb: $(VENV)/.dev-installed
 		--model "pie-minilm@name=pie-minilm (shipped default)" \
 		-o results/ieb_eval.json
 
+# `pie-retriever bench` + the chart (results/*.png) and the markdown tables, printed; IEB from $PIE_IEB_DIR or
+# ../shared/ieb. `make readme-tables` renders results/bench.json into docs/benchmark.md between the bench markers.
 bench: $(VENV)/.vllm-installed
-	$(VENV)/bin/pie-retriever bench
+	$(PY) benchmarks/run.py --no-readme
 
 bench-quick: $(VENV)/.dev-installed
-	$(VENV)/bin/pie-retriever bench --quick
+	$(PY) benchmarks/run.py --quick
+
+readme-tables: $(VENV)/.dev-installed
+	$(PY) benchmarks/render_readme.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -59,7 +59,7 @@ def baseline_embeddings():
 
             emb = HuggingFaceEmbeddings(model_name=path, encode_kwargs={"normalize_embeddings": True})
         return emb, f"langchain_community HuggingFaceEmbeddings(all-MiniLM-L6-v2 at {path}, normalized)"
-    except Exception as exc:  # noqa: BLE001 - any failure: fall back to the same model through PIEEmbeddings
+    except Exception as exc:  # any failure: fall back to the same model through PIEEmbeddings
         from pie_retriever.integrations.langchain import PIEEmbeddings
 
         reason = f"{type(exc).__name__}: {exc}"[:120]

@@ -104,10 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     set_num_threads = torch.set_num_threads
     set_num_threads(args.threads[0])
 
+    from pie_retriever._util import library_versions
+    from pie_retriever.bench.runner import machine_info
+    from pie_retriever.datasets.ieb import load_labelled
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.evaluation.ieb import load_labelled
     from pie_retriever.evaluation.rankers import BM25Ranker, TfidfRanker
-    from pie_retriever.evaluation.speed import library_versions, machine_info
     from pie_retriever.llm.gguf import smollm2_path
 
     instructions, labels = load_labelled(Path(args.ieb) / "eft_test.json")

@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     from vllm import LLM, SamplingParams
 
     from pie_retriever import PIERetriever
-    from pie_retriever.llm.gguf import smollm2_path
     from pie_retriever.integrations.vllm import PIEGenerator, VLLMEncoder, cpu_llm_kwargs
+    from pie_retriever.llm.gguf import smollm2_path
     from pie_retriever.pools import load_bundled_pool
 
     pool = load_bundled_pool()

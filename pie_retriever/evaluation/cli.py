@@ -18,11 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import PIEError
-
-class EvalArgumentError(PIEError, ValueError):
-    """A command-line option of ``pie-retriever eval`` is malformed."""
-
+from .._util import atomic_write_text, library_versions
+from ..errors import EvalArgumentError
 
 SUITES: dict[str, str] = {"ieb": "IEB: leave-one-out task P@1/P@4/MRR, KMeans ARI/purity/homogeneity, IIS Spearman"}
 MODEL_OPTIONS: dict[str, type] = {"pooling": str, "prompt": str, "name": str, "batch_size": int, "max_length": int, "precision": str}
@@ -32,8 +29,8 @@ COLUMNS = [("p@1", "P@1"), ("p@4", "P@4"), ("mrr", "MRR"), ("ari", "ARI"), ("pur
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("suite", choices=list(SUITES), help="benchmark suite: " + "; ".join(f"{k}: {v}" for k, v in SUITES.items()))
-    p.add_argument("--data", default=os.environ.get("PIE_IEB_DIR"),
-                   help="IEB folder with eft_test.json and intention_similarity_test.json (default: $PIE_IEB_DIR)")
+    p.add_argument("--data", default=None,
+                   help="IEB folder with eft_test.json and intention_similarity_test.json (default: $PIE_IEB_DIR; one of the two is required)")
     p.add_argument("--model", action="append", default=[], metavar="SPEC[@key=value,...]",
                    help="model alias, folder or artifact, with optional per-model options (pooling, prompt, name, "
                         "batch_size, max_length, precision); repeatable. Default: the library default model")
@@ -80,30 +77,78 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("pie-retriever", "torch", "transformers", "bm25s", "scikit-learn", "scipy", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+#: Distributions whose versions go into the eval results JSON.
+VERSIONED = ("pie-retriever", "torch", "transformers", "bm25s", "scikit-learn", "scipy", "numpy")
 
 
-def run(args: argparse.Namespace) -> int:
-    from .ieb import EFT_TEST, IIS_TEST, evaluate
-    from .rankers import BM25Ranker, EmbeddingRanker, TfidfRanker
+def _data_dir(value: str | None) -> Path:
+    """The IEB folder (``--data`` or ``$PIE_IEB_DIR``), checked for the files the protocols read."""
+    from .ieb import EFT_TEST, IIS_TEST, resolve_ieb_dir
 
-    if not args.data:
-        msg = "Pass --data DIR (the IEB folder, e.g. ../shared/ieb) or set PIE_IEB_DIR."
-        raise EvalArgumentError(msg)
-    data = Path(args.data)
+    data = resolve_ieb_dir(value)
     for needed in (EFT_TEST, IIS_TEST):
         if not (data / needed).is_file():
             msg = f"{data / needed} not found; --data must be the IEB folder holding {EFT_TEST} and {IIS_TEST}."
             raise FileNotFoundError(msg)
+    return data
+
+
+def _evaluate_model(spec: str, options: dict[str, Any], args: argparse.Namespace, data: Path, clustering: bool | None) -> dict[str, Any]:
+    """Load one ``--model`` spec and run the IEB protocols on it."""
+    from ..encoders.transformer import TransformerEncoder
+    from ..prompts import prompt_name
+    from .ieb import evaluate
+    from .rankers import EmbeddingRanker
+
+    options = dict(options)
+    name = options.pop("name", None)
+    options.setdefault("pooling", args.pooling)
+    options.setdefault("prompt", args.prompt)
+    t0 = time.perf_counter()
+    encoder = TransformerEncoder(spec, **{k: v for k, v in options.items() if v is not None})
+    load_s = time.perf_counter() - t0
+    pname = prompt_name(encoder.prompt)
+    label = name or f"{spec} ({pname} prompt, {encoder.pooling})"
+    info = {"method": "embedding", "model": spec, "prompt": pname, "pooling": encoder.pooling,
+            "max_length": encoder.max_length, "bf16": encoder.use_bf16, "load_seconds": round(load_s, 1)}
+    return evaluate(EmbeddingRanker(encoder, show_progress=None), data, name=label, clustering=clustering, seed=args.seed, info=info)
+
+
+def _write_results(args: argparse.Namespace, data: Path, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write ``--output`` (merged with its earlier methods under ``--merge``); returns the rows written."""
+    import torch
+
+    out = Path(args.output)
+    previous: list[dict[str, Any]] = []
+    if args.merge and out.is_file():
+        try:
+            previous = json.loads(out.read_text()).get("results", [])
+        except (json.JSONDecodeError, AttributeError):
+            previous = []
+    names = {r["name"] for r in results}
+    merged = [r for r in previous if r.get("name") not in names] + results
+    payload = {
+        "suite": args.suite, "data": str(data),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
+        "versions": library_versions(VERSIONED),
+        "protocol": {
+            "retrieval": "leave-one-out over every eft_test sample; relevant = same label; MRR within top 10",
+            "clustering": f"KMeans(n_clusters=#labels, random_state={args.seed}, n_init='auto') on eft_test embeddings",
+            "similarity": "Spearman(cosine of each intention_similarity_test pair, 0/1 label); also ROC-AUC, and "
+                          "iis_spearman_max = the Spearman of a perfect separator without ties (the ceiling)",
+        },
+        "results": merged,
+    }
+    atomic_write_text(out, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    return merged
+
+
+def run(args: argparse.Namespace) -> int:
+    from .ieb import evaluate
+    from .rankers import BM25Ranker, TfidfRanker
+
+    data = _data_dir(args.data)
     models = [parse_model(m) for m in args.model]
     if not models and not (args.bm25 or args.tfidf):
         from ..models import DEFAULT_MODEL
@@ -122,55 +167,12 @@ def run(args: argparse.Namespace) -> int:
     if args.tfidf:
         report(evaluate(TfidfRanker(), data, name="TF-IDF", clustering=clustering, info={"method": "tfidf"}))
     for spec, options in models:
-        from ..encoders.transformer import TransformerEncoder
-
-        name = options.pop("name", None)
-        options.setdefault("pooling", args.pooling)
-        options.setdefault("prompt", args.prompt)
-        t0 = time.perf_counter()
-        encoder = TransformerEncoder(spec, **{k: v for k, v in options.items() if v is not None})
-        load_s = time.perf_counter() - t0
-        from ..prompts import prompt_name
-
-        pname = prompt_name(encoder.prompt)
-        label = name or f"{spec} ({pname} prompt, {encoder.pooling})"
-        info = {"method": "embedding", "model": spec, "prompt": pname, "pooling": encoder.pooling,
-                "max_length": encoder.max_length, "bf16": encoder.use_bf16, "load_seconds": round(load_s, 1)}
-        report(evaluate(EmbeddingRanker(encoder, show_progress=None), data, name=label, clustering=clustering, seed=args.seed, info=info))
-        del encoder
-
-    out = Path(args.output)
-    previous: list[dict[str, Any]] = []
-    if args.merge and out.is_file():
-        try:
-            previous = json.loads(out.read_text()).get("results", [])
-        except (json.JSONDecodeError, AttributeError):
-            previous = []
-    names = {r["name"] for r in results}
-    merged = [r for r in previous if r.get("name") not in names] + results
-    import torch
-
-    payload = {
-        "suite": args.suite, "data": str(data),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
-        "versions": _versions(),
-        "protocol": {
-            "retrieval": "leave-one-out over every eft_test sample; relevant = same label; MRR within top 10",
-            "clustering": f"KMeans(n_clusters=#labels, random_state={args.seed}, n_init='auto') on eft_test embeddings",
-            "similarity": "Spearman(cosine of each intention_similarity_test pair, 0/1 label); also ROC-AUC, and "
-                          "iis_spearman_max = the Spearman of a perfect separator without ties (the ceiling)",
-        },
-        "results": merged,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(out)
+        report(_evaluate_model(spec, options, args, data, clustering))
+    merged = _write_results(args, data, results)
     print(format_table(merged))
     ceiling = next((r["iis_spearman_max"] for r in merged if r.get("iis_spearman_max") is not None), None)
     if ceiling is not None:
         print(f"\nIIS ρ of a perfect separator without tied scores on these labels: {ceiling:.3f} "
               "(a 0/1 label caps Spearman; IIS AUC is the uncapped view).")
-    print(f"\nwrote {out}", file=sys.stderr)
+    print(f"\nwrote {args.output}", file=sys.stderr)
     return 0

@@ -1,9 +1,4 @@
-"""IEB (Instruction Embedding Benchmark) loaders and the paper's evaluation protocols.
-
-Files (see ``../shared/ieb/README.md``): ``eft_test.json`` / ``ift_test.json`` are
-``{label: {"number": n, "samples": [{"category", "instruction", "input", "output"}]}}``;
-``intention_similarity_test.json`` is a list of ``{"instruction1", "intention1", "instruction2",
-"intention2", "label"}``; ``eft_train_unsup.json`` is a list of strings.
+"""The paper's IEB (Instruction Embedding Benchmark) protocols; the files are read by :mod:`pie_retriever.datasets.ieb`.
 
 Protocols (:func:`evaluate`):
 
@@ -12,22 +7,36 @@ Protocols (:func:`evaluate`):
 * **ICT** — KMeans (``n_clusters`` = number of gold labels, ``random_state=0``, ``n_init="auto"``) on
   the embeddings of every eft_test sample: ARI, purity, homogeneity;
 * **IIS** — cosine similarity of each pair of the intention-similarity file, Spearman with the 0/1 label.
+
+The IEB folder is never guessed: :func:`resolve_ieb_dir` takes ``--data`` or ``$PIE_IEB_DIR``.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..datasets.ieb import (  # the loaders are re-exported for callers of the former evaluation.ieb
+    EFT_TEST,
+    EFT_TRAIN_UNSUP,
+    IFT_TEST,
+    IIS_TEST,
+    IISPairs,
+    held_out_instructions,
+    load_iis,
+    load_labelled,
+    load_unlabelled,
+)
+from ..errors import EvalArgumentError
 
 __all__ = [
     "EFT_TEST",
     "EFT_TRAIN_UNSUP",
+    "IEB_ENV",
     "IFT_TEST",
     "IIS_TEST",
     "IISPairs",
@@ -39,20 +48,32 @@ __all__ = [
     "load_iis",
     "load_labelled",
     "load_unlabelled",
+    "resolve_ieb_dir",
     "task_retrieval",
 ]
 
-from ..datasets.ieb import (  # noqa: E402  (re-exported: the protocols below read IEB through them)
-    EFT_TEST,
-    EFT_TRAIN_UNSUP,
-    IFT_TEST,
-    IIS_TEST,
-    IISPairs,
-    held_out_instructions,
-    load_iis,
-    load_labelled,
-    load_unlabelled,
-)
+#: Environment variable naming the IEB folder when ``--data`` is not given.
+IEB_ENV = "PIE_IEB_DIR"
+
+
+def resolve_ieb_dir(data: str | os.PathLike | None = None, *, required: bool = True) -> Path | None:
+    """The IEB folder from ``data`` (``--data``), else ``$PIE_IEB_DIR``.
+
+    A folder that is named but does not exist is an error; with neither set, ``required=True`` is an error and
+    ``required=False`` returns None (callers then skip the IEB parts and say why).
+    """
+    source = "--data" if data else f"${IEB_ENV}"
+    value = data or os.environ.get(IEB_ENV)
+    if not value:
+        if not required:
+            return None
+        msg = f"No IEB folder: pass --data DIR (the folder holding {EFT_TEST}, {IFT_TEST}, ...) or set {IEB_ENV}."
+        raise EvalArgumentError(msg)
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        msg = f"IEB folder {str(path)!r} (from {source}) does not exist; pass --data DIR or set {IEB_ENV} to the folder holding {EFT_TEST}."
+        raise EvalArgumentError(msg)
+    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -80,11 +101,11 @@ def task_retrieval(ranker: Any, instructions: Sequence[str], labels: Sequence[st
     k = min(k, len(instructions) - 1)  # tiny sets: rank every other instruction
     if k < 1:
         msg = "task retrieval needs at least two instructions."
-        raise ValueError(msg)
+        raise EvalArgumentError(msg)
     if vectors is not None:
-        from .rankers import Ranker
+        from .rankers import rank_by_vectors
 
-        idx = Ranker._rank_vectors(vectors, vectors, k, True)
+        idx = rank_by_vectors(vectors, vectors, k, loo=True)
     else:
         idx = ranker.rank(list(instructions), None, k, loo=True)
     lab = np.asarray(list(labels), dtype=object)
@@ -167,17 +188,15 @@ def evaluate(
     similarity = can_embed if similarity is None else similarity
     if (clustering or similarity) and not can_embed:
         msg = f"Ranker {type(ranker).__name__} has no embed(); clustering and similarity need vectors."
-        raise ValueError(msg)
+        raise EvalArgumentError(msg)
     seconds: dict[str, float] = {}
     result: dict[str, Any] = {"name": name or getattr(ranker, "name", type(ranker).__name__), **(info or {})}
     t0 = time.perf_counter()
     vectors = None
-    if isinstance(ranker, EmbeddingRanker):
-        enc = ranker.encoder
-        if getattr(enc, "query_prompt", None) == getattr(enc, "prompt", None):
-            unique, pos = _unique(instructions)
-            vectors = ranker.embed(unique)[pos]
-            seconds["encode_eft"] = time.perf_counter() - t0
+    if isinstance(ranker, EmbeddingRanker) and ranker.symmetric:
+        unique, pos = _unique(instructions)
+        vectors = ranker.embed(unique)[pos]
+        seconds["encode_eft"] = time.perf_counter() - t0
     result.update(task_retrieval(ranker, instructions, labels, k=k, vectors=vectors))
     seconds["retrieval"] = time.perf_counter() - t0
     result.update({"ari": None, "purity": None, "homogeneity": None, "iis_spearman": None, "iis_auc": None,

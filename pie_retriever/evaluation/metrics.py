@@ -11,7 +11,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["clustering_scores", "mrr", "ndcg_at_k", "precision_at_k", "purity_score", "relevance", "spearman"]
+from .._util import check_k
+from ..errors import ConfigError
+
+__all__ = ["clustering_scores", "mrr", "ndcg_at_k", "paired_bootstrap", "precision_at_k", "purity_score", "relevance", "spearman"]
 
 
 def _as_rel(rel: Any) -> np.ndarray:
@@ -23,13 +26,11 @@ def _as_rel(rel: Any) -> np.ndarray:
 
 
 def _check_k(k: Any, width: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        msg = f"k must be a positive integer, got {k!r}."
-        raise ValueError(msg)
+    k = check_k(k)
     if k > width:
         msg = f"k={k} is larger than the number of ranked items per query ({width})."
-        raise ValueError(msg)
-    return int(k)
+        raise ConfigError(msg)
+    return k
 
 
 def relevance(query_labels: Sequence[Any], ranked_labels: Any) -> np.ndarray:
@@ -143,3 +144,13 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
         msg = f"x and y must be 1-d of equal length, got shapes {x.shape} and {y.shape}."
         raise ValueError(msg)
     return float(spearmanr(x, y).statistic)
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, n: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean of ``a - b`` over paired items with a 95% percentile bootstrap interval (``n`` resamples)."""
+    x = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if len(x) == 0:
+        return {"diff": float("nan"), "lo": float("nan"), "hi": float("nan")}
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n, len(x)))].mean(axis=1)
+    return {"diff": float(x.mean()), "lo": float(np.percentile(means, 2.5)), "hi": float(np.percentile(means, 97.5))}

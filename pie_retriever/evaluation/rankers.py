@@ -1,4 +1,4 @@
-"""Rankers with one shared method, used by ``pie-retriever eval`` and the benchmarks.
+"""Rankers with one shared method, used by ``pie-retriever eval`` and the benchmark; they wrap the shipped retrievers.
 
 ``rank(pool_texts, query_texts, k, *, loo=False) -> np.ndarray[int] (n_queries, k)`` returns indices into
 ``pool_texts``, best first. With ``loo=True`` the queries are the pool itself (``query_texts`` must be
@@ -6,10 +6,12 @@
 
 * :class:`EmbeddingRanker` — any core :class:`~pie_retriever.encoders.Encoder`; cosine (inner product
   of L2-normalised vectors); the pool is encoded once per call.
-* :class:`BM25Ranker` — bm25s, Lucene BM25 (k1=1.5, b=0.75), English stopwords, as ``pie_retriever.bm25``.
+* :class:`BM25Ranker` — :class:`pie_retriever.bm25.BM25Retriever` (bm25s, Lucene BM25 k1=1.5, b=0.75,
+  English stopwords); every document is scored with its :meth:`~pie_retriever.bm25.BM25Retriever.scores`.
 * :class:`TfidfRanker` — scikit-learn ``TfidfVectorizer`` (defaults) fitted on the pool, cosine.
 
-Ties are broken by the lower pool index, so results are deterministic.
+Every ranker ends in :func:`top_k` (ties broken by the lower pool index, so results are deterministic;
+``index.base.exact_topk`` is the retrievers' faster search and does not pin ties or exclude self-matches).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["BM25Ranker", "EmbeddingRanker", "Ranker", "TfidfRanker", "top_k"]
+from .._util import check_k
+from ..errors import ConfigError
+
+__all__ = ["BM25Ranker", "EmbeddingRanker", "Ranker", "TfidfRanker", "rank_by_vectors", "top_k"]
 
 _CHUNK = 1024
 
@@ -30,25 +35,23 @@ def _check_inputs(pool_texts: Sequence[str], query_texts: Sequence[str] | None, 
     pool = list(pool_texts)
     if not pool:
         msg = "pool_texts is empty; a ranker needs at least one pool text."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     if loo:
         if query_texts is not None and list(query_texts) != pool:
             msg = "With loo=True the queries are the pool itself; pass query_texts=None (or the same list)."
-            raise ValueError(msg)
+            raise ConfigError(msg)
         queries = pool
     else:
         if query_texts is None:
             msg = "query_texts is None; pass the queries, or loo=True to rank the pool against itself."
-            raise ValueError(msg)
+            raise ConfigError(msg)
         queries = list(query_texts)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        msg = f"k must be a positive integer, got {k!r}."
-        raise ValueError(msg)
+    k = check_k(k)
     limit = len(pool) - 1 if loo else len(pool)
     if k > limit:
         msg = f"k={k} exceeds the number of candidates per query ({limit}{' with leave-one-out' if loo else ''})."
-        raise ValueError(msg)
-    return pool, queries, int(k)
+        raise ConfigError(msg)
+    return pool, queries, k
 
 
 def top_k(scores: np.ndarray, k: int, *, exclude_self_offset: int | None = None) -> np.ndarray:
@@ -74,29 +77,33 @@ def top_k(scores: np.ndarray, k: int, *, exclude_self_offset: int | None = None)
     return np.lexsort((np.broadcast_to(np.arange(n), s.shape), -s), axis=1)[:, :k].astype(np.int64)
 
 
+def _rank_blocks(score_block: Any, n_queries: int, k: int, loo: bool) -> np.ndarray:
+    """:func:`top_k` over ``score_block(start, stop)`` (dense or sparse query × pool scores) in chunks of queries."""
+    out = []
+    for start in range(0, n_queries, _CHUNK):
+        block = score_block(start, min(start + _CHUNK, n_queries))
+        block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
+        out.append(top_k(block, k, exclude_self_offset=start if loo else None))
+    return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
+
+
+def rank_by_vectors(pool_vecs: Any, query_vecs: Any, k: int, *, loo: bool = False) -> np.ndarray:
+    """Top-``k`` pool rows per query row by inner product (dense or scipy-sparse); ``loo``: queries are the pool."""
+    return _rank_blocks(lambda a, b: query_vecs[a:b] @ pool_vecs.T, query_vecs.shape[0], k, loo)
+
+
 class Ranker:
-    """Base class: subclasses implement :meth:`scores` (queries × pool similarity), or override :meth:`rank`."""
+    """Base class: subclasses implement :meth:`_vectors` (pool and query vectors) or override :meth:`rank`."""
 
     name = "ranker"
 
-    def scores(self, pool_texts: list[str], query_texts: list[str] | None) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def rank(self, pool_texts: Sequence[str], query_texts: Sequence[str] | None, k: int, *, loo: bool = False) -> np.ndarray:
         pool, queries, k = _check_inputs(pool_texts, query_texts, k, loo)
-        return self._rank_vectors(*self._vectors(pool, None if loo else queries), k, loo)
+        pool_vecs, query_vecs = self._vectors(pool, None if loo else queries)
+        return rank_by_vectors(pool_vecs, query_vecs, k, loo=loo)
 
     def _vectors(self, pool: list[str], queries: list[str] | None) -> tuple[Any, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
-
-    @staticmethod
-    def _rank_vectors(pool_vecs: Any, query_vecs: Any, k: int, loo: bool) -> np.ndarray:
-        out = []
-        for start in range(0, query_vecs.shape[0], _CHUNK):
-            block = query_vecs[start:start + _CHUNK] @ pool_vecs.T
-            block = block.toarray() if hasattr(block, "toarray") else np.asarray(block)
-            out.append(top_k(block, k, exclude_self_offset=start if loo else None))
-        return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
 class EmbeddingRanker(Ranker):
@@ -111,11 +118,15 @@ class EmbeddingRanker(Ranker):
         """Document vectors (float32, L2-normalised) — what clustering and similarity protocols use."""
         return self.encoder.encode_documents(list(texts), show_progress=self.show_progress)
 
+    @property
+    def symmetric(self) -> bool:
+        """True when queries and documents are encoded with the same prompt (one encoding serves both)."""
+        return getattr(self.encoder, "query_prompt", None) == getattr(self.encoder, "prompt", None)
+
     def _vectors(self, pool: list[str], queries: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
         pool_vecs = self.embed(pool)
         if queries is None:
-            same = getattr(self.encoder, "query_prompt", None) == getattr(self.encoder, "prompt", None)
-            query_vecs = pool_vecs if same else self.encoder.encode_queries(pool, show_progress=self.show_progress)
+            query_vecs = pool_vecs if self.symmetric else self.encoder.encode_queries(pool, show_progress=self.show_progress)
         else:
             query_vecs = self.encoder.encode_queries(queries, show_progress=self.show_progress)
         return pool_vecs, query_vecs
@@ -130,12 +141,10 @@ class TfidfRanker(Ranker):
         self.vectorizer_options = vectorizer_options
 
     def _vectorizer(self) -> Any:
-        try:
-            from sklearn.feature_extraction.text import TfidfVectorizer
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            msg = "TfidfRanker needs scikit-learn: pip install 'pie-retriever[train]'"
-            raise ImportError(msg) from exc
-        return TfidfVectorizer(**self.vectorizer_options)
+        from ..errors import require
+
+        text = require("sklearn.feature_extraction.text", "train", "TfidfRanker")
+        return text.TfidfVectorizer(**self.vectorizer_options)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Dense TF-IDF vectors fitted on ``texts`` themselves (for clustering / similarity protocols)."""
@@ -149,7 +158,7 @@ class TfidfRanker(Ranker):
 
 
 class BM25Ranker(Ranker):
-    """BM25 with bm25s (same tokenisation and parameters as :class:`pie_retriever.bm25.BM25Retriever`)."""
+    """BM25 through :class:`pie_retriever.bm25.BM25Retriever`: every document scored, so ties and leave-one-out are exact."""
 
     name = "bm25"
 
@@ -157,19 +166,8 @@ class BM25Ranker(Ranker):
         self.k1, self.b, self.stopwords = k1, b, stopwords
 
     def rank(self, pool_texts: Sequence[str], query_texts: Sequence[str] | None, k: int, *, loo: bool = False) -> np.ndarray:
-        import logging
+        from ..bm25 import BM25Retriever
 
-        import bm25s
-
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
         pool, queries, k = _check_inputs(pool_texts, query_texts, k, loo)
-        model = bm25s.BM25(k1=self.k1, b=self.b)
-        model.index(bm25s.tokenize(pool, stopwords=self.stopwords, show_progress=False), show_progress=False)
-        q_tokens = bm25s.tokenize(queries, stopwords=self.stopwords, show_progress=False, return_ids=False)
-        # bm25s returns only top-k; score every document so ties and leave-one-out are exact.
-        out = []
-        for start in range(0, len(queries), _CHUNK):
-            block = np.stack([model.get_scores(list(toks)) if toks else np.zeros(len(pool), dtype=np.float32)
-                              for toks in q_tokens[start:start + _CHUNK]])
-            out.append(top_k(block, k, exclude_self_offset=start if loo else None))
-        return np.concatenate(out)
+        retriever = BM25Retriever(pool, k1=self.k1, b=self.b, stopwords=self.stopwords)
+        return _rank_blocks(lambda a, b: retriever.scores(queries[a:b]), len(queries), k, loo)
