@@ -1,0 +1,58 @@
+"""Readers + a writer + a saver on one PIERetriever, per index kind: every hit checked, zero faults.
+
+Bounded (a few seconds per index kind, fixed seeds). The larger run is ``benchmarks/stress.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pie_retriever import PIERetriever
+from pie_retriever.bench.stress import make_pool, run_stress
+from pie_retriever.encoders.hashing import HashingEncoder
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "numpy"])
+def test_readers_writer_saver(kind):
+    r = PIERetriever.from_demonstrations(make_pool(2000), HashingEncoder(dim=64), index=kind)
+    report = run_stress(r, seconds=4.0, readers=4, writer=True, saver=True, seed=1)
+    print(report.as_dict())
+    assert report.queries > 50 and report.writes > 4 and report.saves > 2
+    assert report.errors == []
+    assert report.wrong_scores == 0 and report.filter_violations == 0 and report.empty_results == 0
+    assert len(r) == len(r.index)
+
+
+@pytest.mark.slow
+def test_real_model_long_texts_from_many_threads(minilm):
+    """The shared fast tokenizer must not be corrupted by concurrent calls with and without truncation."""
+    long_text = " ".join(["instruction"] * 700)
+    short = ["Write a poem about the sea.", "Summarize the article."]
+    expected_long = minilm.encode([long_text])
+    expected_short = minilm.encode(short)
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        for j in range(100):  # 600 calls: without the tokenizer lock about 1 % of them failed here
+            try:
+                if (i + j) % 2:
+                    out = minilm.encode([long_text])
+                    assert abs(float(out[0] @ expected_long[0]) - 1.0) < 1e-3
+                else:
+                    out = minilm.encode(short)
+                    assert abs(float((out * expected_short).sum(axis=1).min()) - 1.0) < 1e-3
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
