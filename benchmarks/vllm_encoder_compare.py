@@ -83,7 +83,7 @@ def timed_encode(encoder, texts: list[str]) -> tuple[object, float]:
     return vectors, time.perf_counter() - started
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=800, help="subset size (stratified by label); default 800")
     parser.add_argument("--seed", type=int, default=0)
@@ -95,9 +95,117 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ieb", default=os.environ.get("PIE_IEB_DIR", str(REPO.parent / "shared" / "ieb")))
     parser.add_argument("--batch-size", type=int, default=64, help="TransformerEncoder batch size")
     parser.add_argument("--out", default=str(REPO / "results" / "vllm_encoder_compare.json"))
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
+
+def load_subset(ieb: str, n: int, seed: int) -> dict:
+    """The stratified eft_test subset: texts, labels, totals and the leave-one-out P@4 ceiling."""
     import numpy as np
+
+    from pie_retriever.datasets.ieb import load_labelled
+
+    instructions, labels = load_labelled(Path(ieb) / "eft_test.json")
+    idx = stratified_subset(labels, n, seed)
+    texts = [instructions[i] for i in idx]
+    sub_labels = [labels[i] for i in idx]
+    print(f"eft_test: {len(instructions)} instructions, {len(set(labels))} labels; subset: {len(texts)} instructions, "
+          f"{len(set(sub_labels))} labels (seed {seed})", flush=True)
+    counts = defaultdict(int)
+    for label in sub_labels:
+        counts[label] += 1
+    # Leave-one-out P@4 cannot exceed min(4, same-label items - 1) / 4 per query: labels have few items in a subset.
+    p4_ceiling = round(float(np.mean([min(4, counts[label] - 1) / 4 for label in sub_labels])), 4)
+    return {"texts": texts, "labels": sub_labels, "total": len(instructions), "labels_total": len(set(labels)),
+            "p_at_4_ceiling": p4_ceiling}
+
+
+def run_method(name: str, make, note: str, texts: list[str], labels: list[str], thread_counts: list[int],
+               set_num_threads) -> tuple[dict, object]:
+    """Load an encoder, time it at each thread count, score the first pass; returns ``(row, vectors)``."""
+    set_num_threads(thread_counts[0])
+    gc.collect()
+    started = time.perf_counter()
+    encoder = make()
+    load_seconds = time.perf_counter() - started
+    row: dict = {"method": name, "note": note, "load_seconds": round(load_seconds, 1), "throughput": {}}
+    first = None
+    for i, threads in enumerate(thread_counts):
+        set_num_threads(threads)
+        vecs, seconds = timed_encode(encoder, texts)
+        row["throughput"][str(threads)] = {"seconds": round(seconds, 2), "instructions_per_s": round(len(texts) / seconds, 2),
+                                           "load_average": [round(x, 2) for x in os.getloadavg()]}
+        print(f"  {name}: {len(texts)} instructions in {seconds:.1f} s with {threads} thread(s) "
+              f"= {len(texts) / seconds:.1f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
+        if i == 0:
+            first = vecs
+    row.update(quality(first, labels))
+    row["dim"] = int(first.shape[1])
+    print(f"  {name}: {row}", flush=True)
+    closer = getattr(encoder, "close", None)
+    if callable(closer):
+        closer()
+    del encoder
+    gc.collect()
+    return row, first
+
+
+def interleaved_throughput(texts: list[str], args: argparse.Namespace, set_num_threads) -> dict | None:
+    """Transformers ``last`` and vLLM ``last`` alternating on the same sample, round after round (median rates).
+
+    Single passes minutes apart see different loads on a shared machine; alternating the two paths on the
+    same sample compares them under the same conditions.
+    """
+    import numpy as np
+
+    from pie_retriever.encoders.transformer import TransformerEncoder
+    from pie_retriever.integrations.vllm import VLLMEncoder
+
+    if args.rounds <= 0:
+        return None
+    rng = np.random.default_rng(args.seed + 1)
+    sample = [texts[i] for i in sorted(rng.choice(len(texts), min(args.rounds_n, len(texts)), replace=False))]
+    print(f"interleaved throughput: {args.rounds} rounds x {len(sample)} instructions, {args.threads[0]} thread(s)", flush=True)
+    set_num_threads(args.threads[0])
+    encoders = {"transformers last": TransformerEncoder("smollm2", pooling="last", precision="fp32", batch_size=args.batch_size),
+                "vllm last": VLLMEncoder("smollm2", pooling="last")}
+    for enc in encoders.values():
+        enc.encode(sample[:16])
+    per_round: dict[str, list[float]] = {name: [] for name in encoders}
+    for r in range(args.rounds):
+        for name, enc in encoders.items():
+            started = time.perf_counter()
+            enc.encode(sample)
+            rate = len(sample) / (time.perf_counter() - started)
+            per_round[name].append(round(rate, 2))
+            print(f"  round {r + 1}: {name} {rate:.1f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
+    medians = {name: round(float(np.median(v)), 2) for name, v in per_round.items()}
+    out = {"rounds": args.rounds, "instructions": len(sample), "threads": args.threads[0],
+           "instructions_per_s": per_round, "median_instructions_per_s": medians,
+           "speedup_vllm_over_transformers": round(medians["vllm last"] / medians["transformers last"], 2)}
+    print(f"  medians {medians}; vLLM / transformers = {out['speedup_vllm_over_transformers']}x", flush=True)
+    encoders["vllm last"].close()
+    del encoders
+    gc.collect()
+    return out
+
+
+def lexical_references(texts: list[str], labels: list[str]) -> list[dict]:
+    """BM25 and TF-IDF on the same subset (quality only)."""
+    from pie_retriever.evaluation.metrics import clustering_scores
+    from pie_retriever.evaluation.rankers import BM25Ranker, TfidfRanker
+
+    references = []
+    for name, ranker in (("BM25 (bm25s)", BM25Ranker()), ("TF-IDF", TfidfRanker())):
+        ranked = ranker.rank(texts, None, 10, loo=True)
+        row = {"method": name} | _rank_quality(ranked, labels)
+        if name == "TF-IDF":
+            row["ari"] = round(clustering_scores(ranker.embed(texts), labels, seed=0)["ari"], 4)
+        references.append(row)
+    return references
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import torch
 
     # In-process vLLM replaces torch.set_num_threads with a no-op (cpu_worker.py): keep the real one.
@@ -106,119 +214,52 @@ def main(argv: list[str] | None = None) -> int:
 
     from pie_retriever._util import library_versions
     from pie_retriever.bench.runner import machine_info
-    from pie_retriever.datasets.ieb import load_labelled
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.evaluation.rankers import BM25Ranker, TfidfRanker
     from pie_retriever.llm.gguf import smollm2_path
 
-    instructions, labels = load_labelled(Path(args.ieb) / "eft_test.json")
-    idx = stratified_subset(labels, args.n, args.seed)
-    texts = [instructions[i] for i in idx]
-    sub_labels = [labels[i] for i in idx]
-    print(f"eft_test: {len(instructions)} instructions, {len(set(labels))} labels; subset: {len(texts)} instructions, "
-          f"{len(set(sub_labels))} labels (seed {args.seed})", flush=True)
-    counts = defaultdict(int)
-    for label in sub_labels:
-        counts[label] += 1
-    # Leave-one-out P@4 cannot exceed min(4, same-label items - 1) / 4 per query: labels have few items in a subset.
-    p4_ceiling = round(float(np.mean([min(4, counts[label] - 1) / 4 for label in sub_labels])), 4)
+    subset = load_subset(args.ieb, args.n, args.seed)
+    texts, sub_labels = subset["texts"], subset["labels"]
     smollm2_path()  # materialise the decoder once, outside any timing
 
-    methods: list[dict] = []
-    vectors: dict[str, np.ndarray] = {}
+    def transformers(pooling: str):
+        return lambda: TransformerEncoder("smollm2", pooling=pooling, precision="fp32", batch_size=args.batch_size)
 
-    def run(name: str, make, note: str) -> None:
-        set_num_threads(args.threads[0])
-        gc.collect()
-        started = time.perf_counter()
-        encoder = make()
-        load_seconds = time.perf_counter() - started
-        row: dict = {"method": name, "note": note, "load_seconds": round(load_seconds, 1), "throughput": {}}
-        for i, threads in enumerate(args.threads):
-            set_num_threads(threads)
-            vecs, seconds = timed_encode(encoder, texts)
-            row["throughput"][str(threads)] = {"seconds": round(seconds, 2), "instructions_per_s": round(len(texts) / seconds, 2),
-                                               "load_average": [round(x, 2) for x in os.getloadavg()]}
-            print(f"  {name}: {len(texts)} instructions in {seconds:.1f} s with {threads} thread(s) "
-                  f"= {len(texts) / seconds:.1f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
-            if i == 0:
-                vectors[name] = vecs
-        row.update(quality(vectors[name], sub_labels))
-        row["dim"] = int(vectors[name].shape[1])
-        print(f"  {name}: {row}", flush=True)
-        methods.append(row)
-        closer = getattr(encoder, "close", None)
-        if callable(closer):
-            closer()
-        del encoder
-        gc.collect()
+    def vllm_last():
+        from pie_retriever.integrations.vllm import VLLMEncoder  # imported only after the transformers runs
 
-    print("transformers loop, pooling=last", flush=True)
-    run("transformers last", lambda: TransformerEncoder("smollm2", pooling="last", precision="fp32", batch_size=args.batch_size),
-        "TransformerEncoder, fp32, batches of 64 sorted by length")
-    print("transformers loop, pooling=last2", flush=True)
-    run("transformers last2", lambda: TransformerEncoder("smollm2", pooling="last2", precision="fp32", batch_size=args.batch_size),
-        "TransformerEncoder, fp32, mean of the last two layers at the last token (paper)")
-    print("vLLM pooling runner, pooling=last", flush=True)
-    from pie_retriever.integrations.vllm import VLLMEncoder
+        return VLLMEncoder("smollm2", pooling="last")
 
     mode = "in-process" if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0" else "multiprocess"
-    run("vllm last", lambda: VLLMEncoder("smollm2", pooling="last"),
-        f"VLLMEncoder: LLM(runner='pooling', seq_pooling_type=LAST), float32, enforce_eager, {mode}")
+    plan = [
+        ("transformers loop, pooling=last", "transformers last", transformers("last"), "TransformerEncoder, fp32, batches of 64 sorted by length"),
+        ("transformers loop, pooling=last2", "transformers last2", transformers("last2"),
+         "TransformerEncoder, fp32, mean of the last two layers at the last token (paper)"),
+        ("vLLM pooling runner, pooling=last", "vllm last", vllm_last,
+         f"VLLMEncoder: LLM(runner='pooling', seq_pooling_type=LAST), float32, enforce_eager, {mode}"),
+    ]
+    methods: list[dict] = []
+    vectors: dict = {}
+    for title, name, make, note in plan:
+        print(title, flush=True)
+        row, vectors[name] = run_method(name, make, note, texts, sub_labels, args.threads, set_num_threads)
+        methods.append(row)
     set_num_threads(args.threads[0])
-
-    interleaved = None
-    if args.rounds > 0:
-        # Single passes minutes apart see different loads on a shared machine; alternating the two paths on the
-        # same sample, round after round, compares them under the same conditions.
-        rng = np.random.default_rng(args.seed + 1)
-        sample = [texts[i] for i in sorted(rng.choice(len(texts), min(args.rounds_n, len(texts)), replace=False))]
-        print(f"interleaved throughput: {args.rounds} rounds x {len(sample)} instructions, {args.threads[0]} thread(s)", flush=True)
-        set_num_threads(args.threads[0])
-        encoders = {"transformers last": TransformerEncoder("smollm2", pooling="last", precision="fp32", batch_size=args.batch_size),
-                    "vllm last": VLLMEncoder("smollm2", pooling="last")}
-        for enc in encoders.values():
-            enc.encode(sample[:16])
-        per_round: dict[str, list[float]] = {name: [] for name in encoders}
-        for r in range(args.rounds):
-            for name, enc in encoders.items():
-                started = time.perf_counter()
-                enc.encode(sample)
-                rate = len(sample) / (time.perf_counter() - started)
-                per_round[name].append(round(rate, 2))
-                print(f"  round {r + 1}: {name} {rate:.1f}/s (load {os.getloadavg()[0]:.1f})", flush=True)
-        medians = {name: round(float(np.median(v)), 2) for name, v in per_round.items()}
-        interleaved = {"rounds": args.rounds, "instructions": len(sample), "threads": args.threads[0],
-                       "instructions_per_s": per_round, "median_instructions_per_s": medians,
-                       "speedup_vllm_over_transformers": round(medians["vllm last"] / medians["transformers last"], 2)}
-        print(f"  medians {medians}; vLLM / transformers = {interleaved['speedup_vllm_over_transformers']}x", flush=True)
-        encoders["vllm last"].close()
-        del encoders
-        gc.collect()
+    interleaved = interleaved_throughput(texts, args, set_num_threads)
 
     a, b = vectors["vllm last"], vectors["transformers last"]
     cos = (a * b).sum(axis=1)
     parity = {"mean": round(float(cos.mean()), 6), "min": round(float(cos.min()), 6)}
     print(f"cosine(vllm last, transformers last): mean {parity['mean']}, min {parity['min']}", flush=True)
-
-    references = []
-    for name, ranker in (("BM25 (bm25s)", BM25Ranker()), ("TF-IDF", TfidfRanker())):
-        ranked = ranker.rank(texts, None, 10, loo=True)
-        row = {"method": name} | _rank_quality(ranked, sub_labels)
-        if name == "TF-IDF":
-            from pie_retriever.evaluation.metrics import clustering_scores
-
-            row["ari"] = round(clustering_scores(ranker.embed(texts), sub_labels, seed=0)["ari"], 4)
-        references.append(row)
+    references = lexical_references(texts, sub_labels)
 
     import vllm
 
     result = {
         "benchmark": "vllm_encoder_compare",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "dataset": {"file": "eft_test.json", "total": len(instructions), "labels_total": len(set(labels)),
+        "dataset": {"file": "eft_test.json", "total": subset["total"], "labels_total": subset["labels_total"],
                     "subset": len(texts), "labels_subset": len(set(sub_labels)), "seed": args.seed,
-                    "p_at_4_ceiling": p4_ceiling,
+                    "p_at_4_ceiling": subset["p_at_4_ceiling"],
                     "sampling": "stratified: round(n_label * n / total), at least 2 per label"},
         "protocol": {"prompt": "pie", "loo": True, "ranking": "cosine, top 10", "clustering": "KMeans(n_clusters=labels in subset, random_state=0, n_init='auto')",
                      "throughput": "encode(subset) after a 16-text warm-up; instructions/s"},

@@ -71,8 +71,8 @@ def config_from_args(args: argparse.Namespace):
     from ..evaluation.ieb import resolve_ieb_dir
     from .config import FULL_METHODS, QUICK_METHODS, BenchConfig
 
-    if args.sets and any(s.startswith("ieb-") for s in args.sets):
-        resolve_ieb_dir(args.ieb_dir)  # IEB sets asked for by name: no IEB folder is an error, not a skip
+    # a named IEB folder that does not exist is an error up front; so is no folder when IEB sets are asked for by name
+    resolve_ieb_dir(args.ieb_dir, required=bool(args.sets and any(s.startswith("ieb-") for s in args.sets)))
     overrides = {
         "name": args.name, "sets": args.sets, "ieb_dir": args.ieb_dir, "pool": args.pool, "label_field": args.label_field,
         "icl_queries": args.icl_queries, "icl_k": args.icl_k, "icl_backend": args.icl_backend, "icl_model": args.icl_model,
