@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..encoders.base import Encoder, l2_normalize
+from ..errors import ConfigError
 from .flops import encode_comparison, matmul_flops
 from .memory import memory_probe, peak_rss_bytes, process_peak_rss_bytes, reset_peak_rss, rss_bytes
 
@@ -95,7 +96,7 @@ class PrecomputedEncoder(RecordingEncoder):
         n = len(texts)
         if self._pos + n > len(self._stored):
             msg = f"PrecomputedEncoder holds {len(self._stored)} vectors; {self._pos + n} were requested."
-            raise ValueError(msg)
+            raise ConfigError(msg)
         v = self._stored[self._pos:self._pos + n]
         self._pos += n
         return v
@@ -107,7 +108,7 @@ def synthetic_texts(base: Sequence[str], n: int) -> list[str]:
     base = list(dict.fromkeys(t.strip() for t in base if t and t.strip()))
     if not base:
         msg = "synthetic_texts needs at least one base text."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     out: list[str] = []
     round_ = 0
     while len(out) < n:

@@ -21,7 +21,7 @@ def _as_rel(rel: Any) -> np.ndarray:
     arr = np.asarray(rel, dtype=bool)
     if arr.ndim != 2:
         msg = f"rel must be a 2-d (n_queries, k) boolean array, got shape {arr.shape}."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     return arr
 
 
@@ -44,10 +44,10 @@ def relevance(query_labels: Sequence[Any], ranked_labels: Any) -> np.ndarray:
         ranked = ranked.reshape(0, 0)
     if ranked.ndim != 2:
         msg = f"ranked_labels must be 2-d (n_queries, k), got shape {ranked.shape}."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     if ranked.shape[0] != len(q):
         msg = f"query_labels has {len(q)} entries but ranked_labels has {ranked.shape[0]} rows; they must match."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     return np.asarray(ranked == q[:, None], dtype=bool)
 
 
@@ -92,7 +92,7 @@ def ndcg_at_k(rel: Any, k: int, n_relevant: Sequence[int] | np.ndarray | None = 
         n_ideal = np.asarray(n_relevant, dtype=np.int64)
         if n_ideal.shape != (rel.shape[0],):
             msg = f"n_relevant must have one entry per query ({rel.shape[0]}), got shape {n_ideal.shape}."
-            raise ValueError(msg)
+            raise ConfigError(msg)
     n_ideal = np.clip(n_ideal, 0, k)
     cum = np.concatenate([[0.0], np.cumsum(discounts)])
     idcg = cum[n_ideal]
@@ -121,11 +121,11 @@ def clustering_scores(vectors: Any, labels: Sequence[Any], *, seed: int = 0) -> 
     labels = list(labels)
     if x.ndim != 2 or x.shape[0] != len(labels):
         msg = f"vectors must be (n, d) with one row per label; got shape {x.shape} and {len(labels)} labels."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     n_clusters = len(set(labels))
     if n_clusters < 1 or n_clusters > x.shape[0]:
         msg = f"Need between 1 and {x.shape[0]} distinct labels for clustering, got {n_clusters}."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     pred = KMeans(n_clusters=n_clusters, random_state=seed, n_init="auto").fit_predict(x)
     return {
         "ari": float(adjusted_rand_score(labels, pred)),
@@ -142,7 +142,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     y = np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         msg = f"x and y must be 1-d of equal length, got shapes {x.shape} and {y.shape}."
-        raise ValueError(msg)
+        raise ConfigError(msg)
     return float(spearmanr(x, y).statistic)
 
 
