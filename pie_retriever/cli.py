@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -45,9 +46,11 @@ def run_index(args: argparse.Namespace) -> int:
 
     from .encoders.transformer import TransformerEncoder
     from .models import DEFAULT_MODEL
+    from .persistence import check_save_target
     from .pools import load_pool
     from .retriever import PIERetriever
 
+    check_save_target(args.output)  # before the model loads and the pool is encoded
     demos = load_pool(args.pool, label_field=args.label_field)
     encoder = TransformerEncoder(args.model or DEFAULT_MODEL, prompt=args.prompt, pooling=args.pooling)
     start = time.perf_counter()
@@ -119,7 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand. Operational errors print one line and exit 1 (a traceback only with ``-v``);
+    Ctrl-C exits 130 and a closed output pipe (``| head``) exits quietly."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -130,10 +144,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pie-retriever {args.command}: this command is not available in this installation ({args._missing} is missing).", file=sys.stderr)
         return 2
     try:
-        return int(args._run(args) or 0)
-    except (PIEError, FileNotFoundError, KeyError, ValueError, TypeError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"pie-retriever {args.command}: error: {message}", file=sys.stderr)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly; point stdout at devnull so the interpreter's final
+        # flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print(f"pie-retriever {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (PIEError, OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        print(f"pie-retriever {args.command}: error: {_error_message(exc)}", file=sys.stderr)
         if args.verbose:
             raise
         return 1

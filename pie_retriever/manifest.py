@@ -85,7 +85,7 @@ def _check_index(m: dict, folder: Path) -> None:
     spec = m.get("index")
     if not isinstance(spec, dict) or set(spec) - {"kind", "options"} or spec.get("kind") not in INDEX_KINDS:
         raise _fail(folder, "index", f"must be {{'kind': one of {list(INDEX_KINDS)}, 'options': {{...}}}}, got {spec!r:.100}")
-    spec["options"] = index_class(spec["kind"]).check_options(spec.get("options", {}))
+    spec["options"] = index_class(spec["kind"]).check_options(spec.get("options", {}), spec["kind"])
 
 
 def validate_manifest(raw: bytes, folder: Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import stat
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 _MANIFEST_PACKAGES = ("pie-retriever", "numpy", "faiss-cpu", "torch", "transformers")
 
-__all__ = ["DEMOS_FILE", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "load_retriever", "save_retriever"]
+__all__ = ["DEMOS_FILE", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "check_save_target", "load_retriever", "save_retriever"]
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -131,6 +132,26 @@ def _check_target(target: Path) -> None:
         msg = (f"{target} exists and is not a pie_retriever index; refusing to overwrite it (it has no {MANIFEST} of "
                f"format {FORMAT_NAME!r}). Choose a new or empty folder.")
         raise IndexLoadError(msg)
+
+
+def check_save_target(path: str | os.PathLike) -> Path:
+    """Check, before any work, that ``path`` can receive an index: a new or empty folder or an index, whose
+    parent can be created and written. Returns the absolute path; raises IndexLoadError saying what is wrong."""
+    target = Path(path).expanduser().absolute()
+    _check_target(target)
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        msg = f"Cannot save to {target}: {parent} is a file, not a folder."
+        raise IndexLoadError(msg)
+    try:
+        probe = Path(tempfile.mkdtemp(prefix=f".{target.name}.probe-", dir=parent))
+    except OSError as exc:
+        msg = f"Cannot save to {target}: {parent} is not writable ({exc.strerror})."
+        raise IndexLoadError(msg) from exc
+    probe.rmdir()
+    return target
 
 
 def _write_snapshot(retriever: Any, folder: Path) -> None:

@@ -143,3 +143,5 @@ def test_kill_during_save_keeps_previous_index(tmp_path, small_pool, fake_encode
     # and a later save still works
     PIERetriever.from_demonstrations(small_pool[:3], fake_encoder).save(path)
     assert len(PIERetriever.load(path)) == 3
+    # no temporary or backup folder of the killed saver survives the next save
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".pool.pie.")]

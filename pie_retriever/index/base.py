@@ -63,8 +63,8 @@ class VectorIndex(ABC):
         return [], []
 
     @classmethod
-    def check_options(cls, options: Any) -> dict:
-        """Validate constructor options read from a manifest (types and ranges); return them as a dict."""
+    def check_options(cls, options: Any, kind: str) -> dict:
+        """Validate the options of index ``kind`` read from a manifest (types and ranges); return them as a dict."""
         if options not in (None, {}):
             msg = f"index options must be empty for this index kind, got {options!r}."
             raise IndexLoadError(msg)

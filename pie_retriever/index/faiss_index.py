@@ -59,17 +59,19 @@ class FaissIndex(VectorIndex):
         return {"hnsw_m": self.hnsw_m, "ef_search": self.ef_search, "ef_construction": self.ef_construction}
 
     @classmethod
-    def check_options(cls, options: Any) -> dict:
+    def check_options(cls, options: Any, kind: str) -> dict:
         if not isinstance(options, dict):
             msg = f"index options must be a JSON object, got {type(options).__name__}."
             raise IndexLoadError(msg)
+        if kind == "flat":
+            return super().check_options(options, kind)
         unknown = sorted(set(options) - {"hnsw_m", "ef_search", "ef_construction"})
         if unknown:
             msg = f"unknown index option(s) {unknown}; known: hnsw_m, ef_search, ef_construction."
             raise IndexLoadError(msg)
         return {"hnsw_m": int_option(options, "hnsw_m", 32, 2, 256),
                 "ef_search": int_option(options, "ef_search", 64, 1, 100_000),
-                "ef_construction": int_option(options, "ef_construction", 80, 1, 100_000)} if options else {}
+                "ef_construction": int_option(options, "ef_construction", 80, 1, 100_000)}
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
