@@ -20,34 +20,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..datasets.ieb import (  # the loaders are re-exported for callers of the former evaluation.ieb
-    EFT_TEST,
-    EFT_TRAIN_UNSUP,
-    IFT_TEST,
-    IIS_TEST,
-    IISPairs,
-    held_out_instructions,
-    load_iis,
-    load_labelled,
-    load_unlabelled,
-)
+from ..datasets.ieb import EFT_TEST, IFT_TEST, IIS_TEST, IISPairs, load_iis, load_labelled
 from ..errors import EvalArgumentError
 
 __all__ = [
-    "EFT_TEST",
-    "EFT_TRAIN_UNSUP",
     "IEB_ENV",
-    "IFT_TEST",
-    "IIS_TEST",
-    "IISPairs",
     "RANK_DEPTH",
     "evaluate",
-    "held_out_instructions",
     "intention_similarity",
     "intention_similarity_scores",
-    "load_iis",
-    "load_labelled",
-    "load_unlabelled",
     "resolve_ieb_dir",
     "task_retrieval",
 ]
