@@ -70,9 +70,12 @@ class BM25Retriever:
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         """BM25 score of every demonstration for every query, ``(n_queries, n_demonstrations)`` float32."""
         queries = [check_query(q) for q in queries]
+        out = np.zeros((len(queries), len(self.demonstrations)), dtype=np.float32)
         tokens = self._bm25s.tokenize(queries, stopwords=self.stopwords, show_progress=False, return_ids=False)
-        return np.stack([self.model.get_scores(t) for t in tokens]).astype(np.float32) if queries else \
-            np.zeros((0, len(self.demonstrations)), dtype=np.float32)
+        for i, t in enumerate(tokens):
+            if t:  # a query of stopwords only has no terms: every score stays 0
+                out[i] = self.model.get_scores(t)
+        return out
 
     def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
         if isinstance(queries, str):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IndexLoadError, InvalidDemonstrationError
+from .errors import ConfigError, IndexLoadError, InvalidDemonstrationError
 from .types import Demonstration, check_embed_fields
 
 FORMAT_NAME = "pie-retriever-index"
@@ -85,7 +85,10 @@ def _check_index(m: dict, folder: Path) -> None:
     spec = m.get("index")
     if not isinstance(spec, dict) or set(spec) - {"kind", "options"} or spec.get("kind") not in INDEX_KINDS:
         raise _fail(folder, "index", f"must be {{'kind': one of {list(INDEX_KINDS)}, 'options': {{...}}}}, got {spec!r:.100}")
-    spec["options"] = index_class(spec["kind"]).check_options(spec.get("options", {}), spec["kind"])
+    try:
+        spec["options"] = index_class(spec["kind"]).check_options(spec.get("options", {}), spec["kind"])
+    except ConfigError as exc:
+        raise _fail(folder, "index.options", f"are invalid: {exc}") from None
 
 
 def validate_manifest(raw: bytes, folder: Path) -> dict[str, Any]:

@@ -144,6 +144,9 @@ class PIERetriever:
         """Private, validated copies of the demonstrations to add (the caller's objects are never kept)."""
         if isinstance(demonstrations, (str, Mapping, Demonstration)):
             demonstrations = [demonstrations]
+        if not isinstance(demonstrations, Iterable):
+            msg = f"add() takes demonstrations (a list of Demonstration, dict or str), got {type(demonstrations).__name__}."
+            raise TypeError(msg)
         demos: list[Demonstration] = []
         seen: set[str] = set()
         for i, d in enumerate(demonstrations):
@@ -248,6 +251,9 @@ class PIERetriever:
 
         An id given twice is removed once.
         """
+        if not isinstance(ids, (str, Iterable)):
+            msg = f"delete() takes an id or a list of ids, got {type(ids).__name__}. Nothing was deleted."
+            raise TypeError(msg)
         ids = [ids] if isinstance(ids, str) else list(ids)
         bad = [i for i in ids if not isinstance(i, str)]
         if bad:

@@ -34,3 +34,10 @@ def test_errors():
         BM25Retriever(["write poems"], embed_fields=("nope",))
     with pytest.raises(ValueError, match="k must be a positive integer"):
         BM25Retriever(["write poems"]).retrieve("poems", k=0)
+
+
+def test_stopword_only_query_scores_zero(small_pool):
+    import numpy as np
+
+    scores = BM25Retriever(small_pool).scores(["the of and", "ocean"])
+    assert not np.any(scores[0]) and np.any(scores[1])

@@ -38,6 +38,7 @@ def _kind_kwargs(cls: type, kind: str) -> dict[str, Any]:
 def create_index(dim: int, kind: str = "flat", **options: Any) -> VectorIndex:
     """Create an empty index of ``kind`` (a key of ``INDEX_KINDS``)."""
     cls = index_class(kind)
+    options = cls.check_options(dict(options), kind) if options else {}
     return cls(dim, **_kind_kwargs(cls, kind), **options)
 
 

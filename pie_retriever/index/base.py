@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import IndexLoadError
+from ..errors import ConfigError
 
 
 class VectorIndex(ABC):
@@ -66,8 +66,8 @@ class VectorIndex(ABC):
     def check_options(cls, options: Any, kind: str) -> dict:
         """Validate the options of index ``kind`` read from a manifest (types and ranges); return them as a dict."""
         if options not in (None, {}):
-            msg = f"index options must be empty for this index kind, got {options!r}."
-            raise IndexLoadError(msg)
+            msg = f"index kind {kind!r} takes no options, got {options!r:.100}."
+            raise ConfigError(msg)
         return {}
 
     def options(self) -> dict:
@@ -103,9 +103,9 @@ def pad_results(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray
 
 
 def int_option(options: Mapping[str, Any], name: str, default: int, low: int, high: int) -> int:
-    """An integer option in ``[low, high]`` from a manifest, or IndexLoadError naming it."""
+    """An integer option in ``[low, high]``, or ConfigError naming it."""
     value = options.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        msg = f"index option {name}={value!r} is invalid; expected an integer in [{low}, {high}]."
-        raise IndexLoadError(msg)
+        msg = f"index option {name}={value!r:.40} is invalid; expected an integer in [{low}, {high}]."
+        raise ConfigError(msg)
     return value

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import IndexLoadError
+from ..errors import ConfigError, IndexLoadError
 from .base import VectorIndex, exact_topk, int_option, pad_results
 
 INDEX_FILE = "index.faiss"
@@ -61,14 +61,14 @@ class FaissIndex(VectorIndex):
     @classmethod
     def check_options(cls, options: Any, kind: str) -> dict:
         if not isinstance(options, dict):
-            msg = f"index options must be a JSON object, got {type(options).__name__}."
-            raise IndexLoadError(msg)
+            msg = f"index options must be a dict, got {type(options).__name__}."
+            raise ConfigError(msg)
         if kind == "flat":
             return super().check_options(options, kind)
         unknown = sorted(set(options) - {"hnsw_m", "ef_search", "ef_construction"})
         if unknown:
             msg = f"unknown index option(s) {unknown}; known: hnsw_m, ef_search, ef_construction."
-            raise IndexLoadError(msg)
+            raise ConfigError(msg)
         return {"hnsw_m": int_option(options, "hnsw_m", 32, 2, 256),
                 "ef_search": int_option(options, "ef_search", 64, 1, 100_000),
                 "ef_construction": int_option(options, "ef_construction", 80, 1, 100_000)}

@@ -232,7 +232,7 @@ CASES = [
     ("hnsw-m-negative", "hnsw", _edit_nested(("index", "options", "hnsw_m"), -5), IndexLoadError, "hnsw_m=-5 is invalid"),
     ("hnsw-ef-huge", "hnsw", _edit_nested(("index", "options", "ef_search"), 10**9), IndexLoadError, "ef_search=1000000000 is invalid"),
     ("index-option-unknown", "hnsw", _edit_nested(("index", "options", "evil"), 1), IndexLoadError, "unknown index option"),
-    ("flat-with-options", "flat", _edit_nested(("index", "options"), {"hnsw_m": 8}), IndexLoadError, "index options|faiss"),
+    ("flat-with-options", "flat", _edit_nested(("index", "options"), {"hnsw_m": 8}), IndexLoadError, "index kind .flat. takes no options"),
     ("embed-fields-bad", "flat", _edit(embed_fields=["evil"]), IndexLoadError, "embed_fields"),
     ("embed-fields-string", "flat", _edit(embed_fields="instruction"), IndexLoadError, "embed_fields must be a list"),
     ("dedupe-string", "flat", _edit(dedupe="yes"), IndexLoadError, "dedupe must be true or false"),
