@@ -168,7 +168,7 @@ def resolve_model(spec: str | os.PathLike) -> ResolvedModel:
             from huggingface_hub import snapshot_download
 
             local = snapshot_download(spec, local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure means "not cached"
+        except Exception as exc:
             msg = (
                 f"Model {spec!r} looks like a hub id but is not in the local Hugging Face cache, and this library never "
                 f"downloads at run time. Download it where you have network access (e.g. `huggingface-cli download {spec}`) "

@@ -73,7 +73,9 @@ def imports_of(module: str, path: Path, known: set[str]) -> tuple[set[str], set[
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             target = _resolve(module, is_package, node)
-            names = [f"{target}.{a.name}" for a in node.names] + [target]
+            subs = [f"{target}.{a.name}" for a in node.names]
+            # `from pkg import submodule` imports the submodule; `from pkg import name` imports pkg itself
+            names = [n for n in subs if n in known] + ([target] if any(n not in known for n in subs) else [])
         for name in names:
             while name and name not in known:
                 name = name.rpartition(".")[0]

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..types import Demonstration
 
 N_TASKS = 20
@@ -99,7 +97,7 @@ def _reader(c: _Checker, seed: int, stop: float) -> None:
                 c.check(q, c.r.retrieve(q, k=5, filter={"task": task}), task)
             else:
                 c.check(q, c.r.retrieve(q, k=5, mmr=True))
-        except Exception as exc:  # noqa: BLE001 - counted, that is the point
+        except Exception as exc:
             c.error(f"reader mode {mode}", exc)
 
 
@@ -118,7 +116,7 @@ def _writer(c: _Checker, seed: int, stop: float, first_id: int) -> None:
             c.r.delete(rng.sample(ids, 6))
             with c.lock:
                 c.report.writes += 2
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             c.error("writer", exc)
 
 
@@ -133,7 +131,7 @@ def _saver(c: _Checker, folder: Path, stop: float) -> None:
                 raise AssertionError(f"loaded {len(loaded)} demonstrations but {len(loaded.index)} vectors")
             with c.lock:
                 c.report.saves += 1
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             c.error("saver", exc)
 
 

@@ -17,7 +17,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._util import check_choice, check_int
-from ..errors import ConfigError
 from ..models import DEFAULT_MODEL, ResolvedModel, folder_fingerprint, resolve_model
 from ..prompts import apply_prompt, resolve_prompt
 from .base import Encoder, check_texts, l2_normalize, warn_if_truncated

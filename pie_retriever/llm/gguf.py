@@ -41,7 +41,7 @@ __all__ = [
     "smollm2_path",
 ]
 
-from .._util import library_versions  # noqa: E402
+from .._util import library_versions
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ def test_real_model_long_texts_from_many_threads(minilm):
                 else:
                     out = minilm.encode(short)
                     assert abs(float((out * expected_short).sum(axis=1).min()) - 1.0) < 1e-3
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
