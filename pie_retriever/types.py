@@ -92,7 +92,11 @@ class Demonstration:
         if "instruction" not in obj:
             msg = f"Demonstration dict has no 'instruction' key (keys: {sorted(obj)}). Add the instruction text."
             raise InvalidDemonstrationError(msg)
-        metadata = dict(obj.get("metadata") or {})
+        raw_meta = obj.get("metadata") or {}
+        if not isinstance(raw_meta, Mapping):
+            msg = f"Demonstration metadata must be a dict, got {type(raw_meta).__name__} ({raw_meta!r:.60})."
+            raise InvalidDemonstrationError(msg)
+        metadata = dict(raw_meta)
         for key, value in obj.items():
             if key not in _FIELDS:
                 metadata.setdefault(key, value)
