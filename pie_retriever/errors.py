@@ -67,6 +67,15 @@ class PromptBudgetError(PIEError, ValueError):
     """A few-shot prompt cannot fit the model's context window with the requested budget."""
 
 
+class ServerError(PIEError, ConnectionError):
+    """An OpenAI-compatible server cannot be reached, timed out, or failed a request (the message says which)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.url = url
+
+
 class MissingDependencyError(PIEError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
