@@ -91,7 +91,7 @@ def test_cli_index_search_json_roundtrip(tmp_path, small_pool, capsys):
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 3
     assert set(hits[0]) == {"rank", "score", "id", "instruction", "input", "output", "metadata"}
-    assert hits[0]["rank"] == 0 and hits[0]["id"] == "p1"
+    assert hits[0]["rank"] == 1 and hits[0]["id"] == "p1"  # the CLI ranks from 1, like its text output
     assert main(["search", str(out), "Compose a poem", "-k", "2", "--filter", "task=translate|sentence", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert {h["metadata"]["task"] for h in hits} == {"translate|sentence"}

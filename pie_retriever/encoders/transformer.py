@@ -3,7 +3,9 @@
 Poolings (``POOLINGS``): ``mean`` (masked mean of the last layer), ``cls`` (first token), ``last``
 (last non-padding token) and ``last2`` (last token averaged over the last two layers, the paper's decoder
 pooling). Texts are tokenised once, sorted by length and batched to cut padding; bf16 autocast is used on
-CPUs with native bf16 support (``precision="auto"``).
+CPUs with native bf16 support (``precision="auto"``) for calls of more than ``FP32_MAX_TEXTS`` texts; smaller
+calls (a single query) run in fp32, which is faster for them. Threads follow :mod:`pie_retriever._threads`: one
+intra-op thread for a single text, every core for a batch, unless ``threads`` is given.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._threads import torch_threads
 from .._util import check_choice, check_int
-from ..models import DEFAULT_MODEL, ResolvedModel, folder_fingerprint, resolve_model
+from ..errors import UnknownModelError
+from ..models import DEFAULT_MODEL, ResolvedModel, resolve_model, weights_fingerprint
 from ..prompts import apply_prompt, resolve_prompt
 from .base import Encoder, check_texts, l2_normalize, warn_if_truncated
 
@@ -30,13 +34,16 @@ POOLINGS: dict[str, str] = {
     "last2": "the last non-padding token's state averaged over the last two layers (paper's decoder pooling)",
 }
 PRECISIONS: dict[str, str] = {
-    "auto": "bf16 autocast on CPUs with native bf16 (avx512_bf16/amx), else fp32",
+    "auto": "bf16 autocast on CPUs with native bf16 (avx512_bf16/amx) for batches, fp32 for calls of at most FP32_MAX_TEXTS texts",
     "fp32": "full float32",
     "bf16": "bfloat16 autocast (CPU or CUDA)",
 }
 
 # Inputs longer than this many texts get a progress bar by default (when stderr is a terminal).
 PROGRESS_THRESHOLD = 512
+#: Under precision="auto", calls with at most this many texts run in fp32: bf16 autocast only pays off once a
+#: batch is large enough to amortise its casts (measured: one query 5.6 ms fp32 vs 8.5 ms bf16; docs/speed.md).
+FP32_MAX_TEXTS = 8
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +68,9 @@ class TransformerEncoder(Encoder):
         batch_size: texts per forward pass.
         precision: ``auto``, ``fp32`` or ``bf16``.
         device: torch device string.
+        threads: torch intra-op threads for every call; default ``None`` = the policy of
+            :mod:`pie_retriever._threads` (1 for a single text, every core for a batch).
+        fp32_max_texts: under ``precision="auto"``, calls with at most this many texts run in fp32.
     """
 
     def __init__(
@@ -74,6 +84,8 @@ class TransformerEncoder(Encoder):
         batch_size: int = 64,
         precision: str = "auto",
         device: str = "cpu",
+        threads: int | None = None,
+        fp32_max_texts: int = FP32_MAX_TEXTS,
     ) -> None:
         if model is None:  # the library default, as for PIERetriever, the CLI and the integrations
             model = DEFAULT_MODEL
@@ -86,6 +98,8 @@ class TransformerEncoder(Encoder):
         self.max_length = check_int(max_length, "max_length", minimum=8)
         self.batch_size = check_int(batch_size, "batch_size")
         self.device = device
+        self.threads = None if threads is None else check_int(threads, "threads")
+        self.fp32_max_texts = check_int(fp32_max_texts, "fp32_max_texts", minimum=0)
         self._tokenizer_lock = threading.Lock()
         self._load()
 
@@ -104,6 +118,10 @@ class TransformerEncoder(Encoder):
         import transformers
         from transformers import AutoModel, AutoTokenizer
 
+        if "onnx" in self.resolved.extra:
+            msg = (f"Model {self.model_spec!r} is an ONNX export; run it with OnnxEncoder, or pass it to make_encoder(), "
+                   "PIERetriever or --model, which pick OnnxEncoder for an export folder.")
+            raise UnknownModelError(msg)
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
         path = str(self.resolved.path)
@@ -125,7 +143,7 @@ class TransformerEncoder(Encoder):
         self.max_length = min(self.max_length, int(model_max))
         self._dim = int(self.head.out_features if self.head is not None and hasattr(self.head, "out_features")
                         else self.model.config.hidden_size)
-        weights = folder_fingerprint(self.resolved.path, self.resolved.artifact)
+        weights = weights_fingerprint(self.resolved)  # an unchanged export reuses its source's
         key = f"{weights}|{self.prompt}|{self.query_prompt}|{self.pooling}|{self.max_length}"
         self._fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -139,13 +157,35 @@ class TransformerEncoder(Encoder):
 
     @property
     def use_bf16(self) -> bool:
+        """Whether batches run under bf16 autocast (see :meth:`bf16_for` for a call of a given size)."""
         if self.precision == "bf16":
             return True
         return self.precision == "auto" and self.device == "cpu" and cpu_has_native_bf16()
 
+    def bf16_for(self, n_texts: int) -> bool:
+        """Whether a call with ``n_texts`` texts runs under bf16 autocast (``auto``: not for small calls)."""
+        if self.precision == "auto" and n_texts <= self.fp32_max_texts:
+            return False
+        return self.use_bf16
+
     def config(self) -> dict[str, Any]:
+        """The saved encoder config. A local folder is stored as its absolute path (an alias or a hub id as
+        given), so an index built with ``--model runs/tiny`` loads from any working directory; the manifest's
+        fingerprint still checks the weights on load."""
+        from pathlib import Path
+
+        from ..models import MODEL_ALIASES
+
+        model = self.model_spec
+        local = self.resolved.artifact or self.resolved.path
+        if model not in MODEL_ALIASES and local is not None:
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            cache = Path(HF_HUB_CACHE).expanduser().resolve()
+            if cache not in Path(local).resolve().parents:  # not a hub id served from the local cache
+                model = str(Path(local).resolve())
         return {
-            "type": "transformer", "model": self.model_spec, "prompt": self.prompt, "query_prompt": self.query_prompt,
+            "type": "transformer", "model": model, "prompt": self.prompt, "query_prompt": self.query_prompt,
             "pooling": self.pooling, "max_length": self.max_length, "batch_size": self.batch_size,
             "precision": self.precision,
         }
@@ -200,9 +240,9 @@ class TransformerEncoder(Encoder):
 
         bar = tqdm(total=len(texts), desc="Encoding", unit="text", disable=None if show_progress else True)
         need_hidden = self.pooling == "last2"
-        autocast = torch.autocast("cpu" if self.device == "cpu" else "cuda", dtype=torch.bfloat16, enabled=self.use_bf16)
+        autocast = torch.autocast("cpu" if self.device == "cpu" else "cuda", dtype=torch.bfloat16, enabled=self.bf16_for(len(texts)))
         try:
-            with torch.inference_mode(), autocast:
+            with torch_threads(self.threads, len(texts)), torch.inference_mode(), autocast:
                 for start in range(0, len(order), self.batch_size):
                     idx = order[start:start + self.batch_size]
                     with self._tokenizer_lock:
