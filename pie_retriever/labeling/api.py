@@ -22,6 +22,7 @@ __all__ = [
     "NONE",
     "SPACY_MODEL",
     "label_agreement",
+    "label_demonstrations",
     "label_instruction",
     "label_instructions",
     "load_pipeline",
@@ -141,6 +142,57 @@ def label_instruction(text: str) -> str:
     """
     _check_str(text)
     return label_instructions([text])[0]
+
+
+def _has_label(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def label_demonstrations(
+    demos: Sequence[Any],
+    *,
+    field: str = "instruction",
+    label_key: str = "task",
+    overwrite: bool = False,
+    batch_size: int = 64,
+    show_progress: bool | None = None,
+) -> tuple[list[Any], dict[str, int]]:
+    """Fill ``metadata[label_key]`` of the demonstrations that have no label; returns copies and counts.
+
+    An existing non-empty label is kept unless ``overwrite=True``; then a label that changes is kept as
+    ``metadata["gold_" + label_key]``. ``field`` is ``instruction``, ``input``, ``output`` or a metadata key.
+    Counts: ``{"total", "added", "kept", "overwritten", "unchanged"}`` (``kept`` = existing labels left alone;
+    ``unchanged`` = relabelled to the same value). Only the texts that need a label are parsed.
+
+    Raises:
+        PoolFormatError: a demonstration to label has no string ``field``.
+    """
+    import copy
+
+    out = [copy.deepcopy(d) for d in demos]
+    todo = [i for i, d in enumerate(out) if overwrite or not _has_label(d.metadata.get(label_key))]
+    texts = []
+    for i in todo:
+        d = out[i]
+        value = getattr(d, field) if field in ("instruction", "input", "output") else d.metadata.get(field)
+        if not isinstance(value, str) or not value.strip():
+            msg = f"record {i} (id {d.id!r}) has no string field {field!r} to label; choose another --field."
+            raise PoolFormatError(msg)
+        texts.append(value)
+    labels = label_instructions(texts, batch_size=batch_size, show_progress=show_progress)
+    counts = {"total": len(out), "added": 0, "kept": len(out) - len(todo), "overwritten": 0, "unchanged": 0}
+    for i, label in zip(todo, labels):
+        meta = out[i].metadata
+        old = meta.get(label_key)
+        if not _has_label(old):
+            counts["added"] += 1
+        elif old == label:
+            counts["unchanged"] += 1
+        else:
+            counts["overwritten"] += 1
+            meta.setdefault(f"gold_{label_key}", old)
+        meta[label_key] = label
+    return out, counts
 
 
 def parse_label(label: str) -> list[tuple[str, str]]:

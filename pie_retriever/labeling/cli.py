@@ -1,6 +1,7 @@
 """Command lines of the labeler.
 
-``pie-retriever label POOL [-o OUT] [--field FIELD]``: ``verb|noun`` task labels for the instructions of a pool
+``pie-retriever label POOL [-o OUT] [--field FIELD] [--overwrite]``: ``verb|noun`` task labels for the instructions of a pool
+that have none (existing labels are kept unless ``--overwrite``)
 (:func:`add_arguments` / :func:`run`, dispatched by :mod:`pie_retriever.cli`).
 
 ``python -m pie_retriever.labeling label POOL [-o OUT]`` (the same) and
@@ -16,51 +17,52 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .._util import atomic_write_text
-from .api import label_agreement, label_instructions
+from .api import label_agreement
 from .rules import normalize_space
 
 __all__ = ["add_arguments", "main", "module_main", "run"]
 
 
-def main(pool_path: str, output: str | None = None, field: str = "instruction") -> int:
-    """Label every demonstration of a pool file and write JSONL with ``metadata.task`` set to the label.
+def main(pool_path: str, output: str | None = None, field: str = "instruction", overwrite: bool = False) -> int:
+    """Label the demonstrations of a pool file that have no ``metadata.task`` yet and write JSONL.
 
     ``pool_path`` is any pool file :func:`pie_retriever.pools.load_pool` reads (JSONL, a JSON list of objects or
     strings, IEB's ``{label: {"samples": [...]}}``). ``field`` is ``instruction``, ``input``, ``output`` or a
-    metadata key. A ``metadata.task`` that differs from the new label is kept as ``metadata.gold_task``.
-    With ``output=None`` it prints ``label<TAB>instruction`` lines. Returns 0, or 2 on a bad input file.
+    metadata key. An existing ``metadata.task`` is never replaced unless ``overwrite=True`` (then a label that
+    changes is kept as ``metadata.gold_task``). With ``output=None`` it prints ``label<TAB>instruction`` lines
+    (existing labels as they are). Prints how many labels were added; returns 0, or 2 on a bad input file.
     """
+    from ..errors import PoolFormatError
     from ..pools import load_pool
+    from .api import label_demonstrations
 
     path = Path(pool_path)
     try:
         demos = load_pool(path)
+        labelled, counts = label_demonstrations(demos, field=field, overwrite=overwrite)
+    except PoolFormatError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    texts = []
-    for i, d in enumerate(demos):
-        v = getattr(d, field) if field in ("instruction", "input", "output") else d.metadata.get(field)
-        if not isinstance(v, str) or not v.strip():
-            print(f"error: {path}: record {i} has no string field {field!r}", file=sys.stderr)
-            return 2
-        texts.append(v)
-    labels = label_instructions(texts)
     if output is None:
-        for lab, t in zip(labels, texts):
-            print(f"{lab}\t{normalize_space(t)}")
-        return 0
-    lines = []
-    for d, lab in zip(demos, labels):
-        rec = d.to_dict()
-        meta = rec["metadata"]
-        if "task" in meta and meta["task"] != lab:
-            meta.setdefault("gold_task", meta["task"])
-        meta["task"] = lab
-        lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
-    out = atomic_write_text(output, "".join(lines))
-    print(f"labelled {len(demos)} instructions -> {out}", file=sys.stderr)
+        for d in labelled:
+            print(f"{d.metadata['task']}\t{normalize_space(d.instruction)}")
+    else:
+        lines = [json.dumps(d.to_dict(), ensure_ascii=False) + "\n" for d in labelled]
+        output = str(atomic_write_text(output, "".join(lines)))
+    print(_summary(counts, overwrite, output), file=sys.stderr)
     return 0
+
+
+def _summary(counts: dict[str, int], overwrite: bool, output: str | None) -> str:
+    parts = [f"added {counts['added']} labels to {counts['total']} instructions"]
+    if overwrite:
+        parts.append(f"overwrote {counts['overwritten']} (old ones in metadata.gold_task), {counts['unchanged']} unchanged")
+    elif counts["kept"]:
+        parts.append(f"kept {counts['kept']} existing labels (--overwrite to relabel them)")
+    return "; ".join(parts) + (f" -> {output}" if output else "")
 
 
 # -- `pie-retriever label` -----------------------------------------------------------------------------
@@ -68,10 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pool", help="pool file (JSONL, JSON list or IEB JSON)")
     p.add_argument("-o", "--output", default=None, help="write JSONL with metadata.task added (default: print label<TAB>instruction)")
     p.add_argument("--field", default="instruction", help="field holding the instruction (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="relabel records that already have metadata.task (the old label goes to metadata.gold_task)")
 
 
 def run(args: argparse.Namespace) -> int:
-    return main(args.pool, args.output, field=args.field)
+    return main(args.pool, args.output, field=args.field, overwrite=args.overwrite)
 
 
 # -- `python -m pie_retriever.labeling` ----------------------------------------------------------------
@@ -97,10 +101,11 @@ def module_main(argv: Sequence[str] | None = None) -> int:
     p_label.add_argument("pool")
     p_label.add_argument("-o", "--output", default=None, help="JSONL to write (default: print label<TAB>text)")
     p_label.add_argument("--field", default="instruction")
+    p_label.add_argument("--overwrite", action="store_true", help="relabel records that already have metadata.task")
     p_agree = sub.add_parser("agreement", help="exact agreement with the gold labels of IEB files")
     p_agree.add_argument("paths", nargs="+")
     p_agree.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
     if args.cmd == "label":
-        return main(args.pool, args.output, field=args.field)
+        return main(args.pool, args.output, field=args.field, overwrite=args.overwrite)
     return _print_agreement(args.paths, args.limit)

@@ -232,10 +232,21 @@ def test_main_reports_bad_files(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 @needs_parser
-def test_main_keeps_a_different_gold_label(tmp_path: Path) -> None:
+def test_main_never_overwrites_a_label_unless_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pool = tmp_path / "pool.jsonl"
-    pool.write_text(json.dumps({"instruction": "Write a poem about the sea", "metadata": {"task": "compose|poem"}}) + "\n", encoding="utf-8")
+    rows = [{"instruction": "Write a poem about the sea", "metadata": {"task": "compose|poem"}},
+            {"instruction": "Why is the sky blue?"}, {"instruction": "Summarize the article.", "metadata": {"task": ""}}]
+    pool.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
     assert main(str(pool), str(out)) == 0
-    meta = json.loads(out.read_text(encoding="utf-8"))["metadata"]
+    metas = [json.loads(line)["metadata"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert metas == [{"task": "compose|poem"}, {"task": "why|knowledge"}, {"task": "summarize|article"}]
+    assert "added 2 labels to 3 instructions; kept 1 existing labels" in capsys.readouterr().err
+    assert main(str(pool), str(out), overwrite=True) == 0
+    meta = json.loads(out.read_text(encoding="utf-8").splitlines()[0])["metadata"]
     assert meta == {"task": "write|poem", "gold_task": "compose|poem"}
+    assert "added 2 labels to 3 instructions; overwrote 1 (old ones in metadata.gold_task), 0 unchanged" in capsys.readouterr().err
+    from pie_retriever.cli import main as cli_main
+
+    assert cli_main(["label", str(pool), "-o", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text(encoding="utf-8").splitlines()[0])["metadata"]["gold_task"] == "compose|poem"
