@@ -17,6 +17,7 @@ from typing import Callable, Literal
 
 from .artifact import ARTIFACT_MANIFEST, read_manifest
 from .errors import UnknownModelError
+from .export_card import EXPORT_CARD, read_export_card, source_fingerprint
 
 ModelKind = Literal["encoder", "decoder"]
 
@@ -129,7 +130,27 @@ def _st_pooling(path: Path) -> str | None:
     return None
 
 
+def _resolve_export(spec: str, path: Path) -> ResolvedModel:
+    """A folder written by ``pie-retriever export``: a Hugging Face folder plus its card (``pie_export.json``).
+
+    Its vectors are the source model's, so it reuses the source's weights fingerprint while its files are the
+    ones the export wrote (``export_card.source_fingerprint``)."""
+    card = read_export_card(path)
+    if not (path / "config.json").is_file():
+        msg = f"{path} is a {card.get('export_format')!r} export without config.json; it is not a Hugging Face model folder."
+        raise UnknownModelError(msg)
+    extra: dict = {"export": card}
+    reused = source_fingerprint(path, card)
+    if reused is not None:
+        extra["weights_fingerprint"] = reused
+    kind = card.get("kind") if card.get("kind") in ("encoder", "decoder") else _kind_of_folder(path)
+    return ResolvedModel(spec=spec, path=path, kind=kind, default_pooling=card.get("pooling") or _st_pooling(path) or "mean",
+                         default_prompt=card.get("prompt") or "plain", extra=extra)
+
+
 def _resolve_folder(spec: str, path: Path) -> ResolvedModel:
+    if (path / EXPORT_CARD).is_file():
+        return _resolve_export(spec, path)
     manifest = path / ARTIFACT_MANIFEST
     if manifest.is_file():
         meta = read_manifest(path)
@@ -200,6 +221,12 @@ def folder_fingerprint(*folders: Path | None) -> str:
                     fh.seek(-(1 << 20), os.SEEK_END)
                     h.update(fh.read(1 << 20))
     return h.hexdigest()[:16]
+
+
+def weights_fingerprint(resolved: ResolvedModel) -> str:
+    """The weights part of an encoder's fingerprint: :func:`folder_fingerprint` of the model folder and its
+    artifact, or, for an unchanged exported folder, the fingerprint of the in-package model it was exported from."""
+    return resolved.extra.get("weights_fingerprint") or folder_fingerprint(resolved.path, resolved.artifact)
 
 
 def describe_aliases() -> dict[str, str]:
