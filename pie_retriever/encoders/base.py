@@ -86,6 +86,7 @@ ENCODER_TYPES: dict[str, str] = {
     "transformer": "pie_retriever.encoders.transformer:TransformerEncoder",
     "hashing": "pie_retriever.encoders.hashing:HashingEncoder",
     "vllm": "pie_retriever.integrations.vllm:VLLMEncoder",
+    "server": "pie_retriever.encoders.server:ServerEncoder",
 }
 
 
