@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "load_bundled_pool": "pie_retriever.pools",
     "load_bundled_queries": "pie_retriever.pools",
     "PIEError": "pie_retriever.errors",
+    "export_model": "pie_retriever.export",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

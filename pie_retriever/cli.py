@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pie_retriever.training.cli", "contrastively train an instruction encoder on task labels"),
     "eval": ("pie_retriever.evaluation.cli", "evaluate a model on IEB (clustering, similarity, task P@k)"),
     "bench": ("pie_retriever.bench.cli", "benchmark quality, in-context learning, speed and memory vs BM25"),
+    "export": ("pie_retriever.export", "export a model as a self-contained folder (hf: Hugging Face + sentence-transformers, for vLLM serving)"),
 }
 
 
