@@ -14,12 +14,15 @@ from pie_retriever.bench.stress import make_pool, run_stress
 from pie_retriever.encoders.hashing import HashingEncoder
 
 
+@pytest.mark.parametrize("saver", [False, True], ids=["readers+writer", "readers+writer+saver"])
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "numpy"])
-def test_readers_writer_saver(kind):
+def test_readers_writer_saver(kind, saver):
+    """Before the readers-writer lock this run faulted within seconds on every kind: flat segfaulted, hnsw
+    returned empty results during delete rebuilds, numpy raised KeyError (benchmarks/stress.py --code OLD)."""
     r = PIERetriever.from_demonstrations(make_pool(2000), HashingEncoder(dim=64), index=kind)
-    report = run_stress(r, seconds=4.0, readers=4, writer=True, saver=True, seed=1)
+    report = run_stress(r, seconds=3.0, readers=4, writer=True, saver=saver, seed=1)
     print(report.as_dict())
-    assert report.queries > 50 and report.writes > 4 and report.saves > 2
+    assert report.queries > 50 and report.checked > 10 and report.writes > 4 and (report.saves > 2 or not saver)
     assert report.errors == []
     assert report.wrong_scores == 0 and report.filter_violations == 0 and report.empty_results == 0
     assert len(r) == len(r.index)
