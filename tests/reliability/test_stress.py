@@ -59,3 +59,39 @@ def test_real_model_long_texts_from_many_threads(minilm):
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_langchain_async_calls_with_a_concurrent_writer():
+    """LangChain's ainvoke/abatch run the retriever in executor threads: they inherit the lock."""
+    import asyncio
+
+    pytest.importorskip("langchain_core")
+    r = PIERetriever.from_demonstrations(make_pool(500), HashingEncoder(dim=64))
+    lc = r.as_langchain_retriever(k=4)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                ids = r.add([{"instruction": f"write a new note {n + i}", "id": f"n{n + i}"} for i in range(16)])
+                r.delete(ids[:12])
+                n += 16
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+
+    async def readers() -> list:
+        calls = [lc.ainvoke(f"write something about cats {i}") for i in range(200)]
+        calls.append(lc.abatch([f"translate item {i}" for i in range(50)]))
+        return await asyncio.gather(*calls)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        results = asyncio.run(readers())
+    finally:
+        stop.set()
+        t.join()
+    assert errors == []
+    assert all(len(docs) == 4 for docs in results[:-1]) and all(len(docs) == 4 for docs in results[-1])
