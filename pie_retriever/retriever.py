@@ -92,6 +92,7 @@ class PIERetriever:
         if self.index.dim != encoder.dim:
             msg = f"Index dim {self.index.dim} does not match encoder dim {encoder.dim}."
             raise EncoderMismatchError(msg)
+        self.index.bind_encoder(encoder.fingerprint)  # scale hook: an external index (milvus) records/checks it
         self._lock = RWLock()
         self._demos: dict[int, Demonstration] = {}
         self._label_of: dict[str, int] = {}
@@ -238,7 +239,10 @@ class PIERetriever:
             ids.append(d.id)
         if new:
             labels = np.arange(self._next_label, self._next_label + len(new), dtype=np.int64)
-            self.index.add(labels, vectors[rows])
+            if self.index.supports_metadata:  # scale hook: a database index stores metadata to filter on
+                self.index.add(labels, vectors[rows], metadata=[d.metadata for d in new])
+            else:
+                self.index.add(labels, vectors[rows])
             for label, d in zip(labels.tolist(), new):
                 self._demos[label] = d
                 self._label_of[d.id] = label
@@ -352,7 +356,10 @@ class PIERetriever:
         if available == 0:
             return [[] for _ in range(len(qv))]
         search_k = min(available, max(fetch_k or 0, 4 * k, 20)) if mmr else min(k, available)
-        scores, labels = self.index.search(qv, search_k, allowed=allowed)
+        if isinstance(flt, MetadataFilter) and self.index.supports_metadata:  # scale hook: push the filter down
+            scores, labels = self.index.search(qv, search_k, allowed=allowed, where=flt)
+        else:
+            scores, labels = self.index.search(qv, search_k, allowed=allowed)
         results: list[list[Hit]] = []
         for qi in range(len(qv)):
             row_labels, row_scores = labels[qi], scores[qi]

@@ -23,6 +23,15 @@ class VectorIndex(ABC):
     """
 
     kind: str
+    #: True for an index that stores metadata and filters on it itself (a database): the retriever then calls
+    #: ``add(ids, vectors, metadata=[dict, ...])`` and ``search(..., allowed=..., where=MetadataFilter)``; the
+    #: index may answer from ``where`` or fall back to ``allowed`` (both select the same demonstrations).
+    supports_metadata: bool = False
+
+    def bind_encoder(self, fingerprint: str) -> None:
+        """Called by the retriever with its encoder's fingerprint; an index stored outside the manifest's
+        folder records it there and refuses a different one. The default does nothing."""
+        return None
 
     @property
     @abstractmethod
