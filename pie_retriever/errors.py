@@ -76,6 +76,10 @@ class ServerError(PIEError, ConnectionError):
         self.url = url
 
 
+class ExternalIndexError(PIEError, RuntimeError):
+    """An index kept in an external engine (a Milvus collection) failed or changed under the retriever."""
+
+
 class MissingDependencyError(PIEError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
