@@ -85,7 +85,7 @@ class StoredVectorEncoder(Encoder):
         return out
 
 
-def _probe_main(kind: str, texts_path: str, vectors_path: str | None) -> dict[str, int]:
+def _probe_main(kind: str, texts_path: str, vectors_path: str | None, index_json: str | None = None) -> dict[str, int]:
     import json
 
     from ..bm25 import BM25Retriever
@@ -102,7 +102,9 @@ def _probe_main(kind: str, texts_path: str, vectors_path: str | None) -> dict[st
     demos = [{"id": f"s{i}", "instruction": t} for i, t in enumerate(texts)]
     if kind == "pie":
         vectors = np.load(vectors_path, mmap_mode="r")
-        retriever: Any = PIERetriever.from_demonstrations(demos, StoredVectorEncoder(vectors), show_progress=False)
+        index = json.loads(index_json) if index_json else {}
+        retriever: Any = PIERetriever.from_demonstrations(demos, StoredVectorEncoder(vectors), show_progress=False,
+                                                          index=index.get("kind", "flat"), index_options=index.get("options"))
         del vectors
     else:
         retriever = BM25Retriever(demos)
@@ -113,8 +115,10 @@ def _probe_main(kind: str, texts_path: str, vectors_path: str | None) -> dict[st
     return {"retained": rss1 - rss0, "peak": max(0, peak_rss_bytes() - rss0)}
 
 
-def memory_probe(kind: str, texts: Sequence[str], vectors: np.ndarray | None = None) -> dict[str, int]:
-    """Build a ``pie`` (faiss flat over ``vectors``) or ``bm25`` retriever over ``texts`` in a fresh Python process
+def memory_probe(kind: str, texts: Sequence[str], vectors: np.ndarray | None = None,
+                 index: dict[str, Any] | None = None) -> dict[str, int]:
+    """Build a ``pie`` (faiss over ``vectors``; ``index``: ``{"kind": "flat"|"hnsw", "options": {...}}``, default the
+    retriever's default index) or ``bm25`` retriever over ``texts`` in a fresh Python process
     and return the RSS it retains after the build (``retained``) and its peak above the baseline (``peak``).
     A fresh process keeps freed memory of earlier runs from hiding the growth."""
     import json
@@ -131,6 +135,8 @@ def memory_probe(kind: str, texts: Sequence[str], vectors: np.ndarray | None = N
         cmd = [sys.executable, "-m", "pie_retriever.bench.memory", "--memory-probe", kind, str(texts_path)]
         if vec_path is not None:
             cmd.append(str(vec_path))
+            if index:
+                cmd.append(json.dumps(index))
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             msg = f"memory probe {kind} failed (exit {done.returncode}): {done.stderr[-800:]}"
@@ -144,7 +150,8 @@ if __name__ == "__main__":
     import json as _json
 
     if len(sys.argv) >= 4 and sys.argv[1] == "--memory-probe":
-        print(_json.dumps(_probe_main(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)))
+        print(_json.dumps(_probe_main(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None,
+                                      sys.argv[5] if len(sys.argv) > 5 else None)))
     else:
-        print("usage: python -m pie_retriever.bench.memory --memory-probe pie|bm25 TEXTS.json [VECTORS.npy]", file=sys.stderr)
+        print("usage: python -m pie_retriever.bench.memory --memory-probe pie|bm25 TEXTS.json [VECTORS.npy [INDEX.json]]", file=sys.stderr)
         sys.exit(2)

@@ -20,13 +20,13 @@ def test_search_matches_bruteforce_and_ids_survive_delete(kind, tmp_path):
     assert len(index) == 50
     scores, got = index.search(x[:5], 3)
     assert (got[:, 0] == ids[:5]).all()
-    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-3)  # faiss kinds store fp16 by default (test_storage.py)
     index.remove(np.array([100, 101]))
     assert len(index) == 48
     _, got = index.search(x[:5], 1)
     assert 100 not in got and 101 not in got
     assert got[2, 0] == 102  # ids of the rest are unchanged
-    np.testing.assert_allclose(index.reconstruct(np.array([110])), x[10:11], atol=1e-6)
+    np.testing.assert_allclose(index.reconstruct(np.array([110])), x[10:11], atol=1e-3)
     _, got = index.search(x[:1], 4, allowed=np.array([120, 130]))
     assert set(got[0, :2]) == {120, 130} and (got[0, 2:] == -1).all()
     index.save(tmp_path)
