@@ -19,7 +19,7 @@ def test_build_and_retrieve(retriever):
     hits = retriever.retrieve("Translate this sentence about the ocean into French.", k=3)
     assert [h.rank for h in hits] == [0, 1, 2]
     assert hits[0].id == "t1"
-    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].score == pytest.approx(1.0, abs=1e-3)  # fp16 vectors by default
     assert hits[0].score >= hits[1].score >= hits[2].score
 
 
@@ -138,4 +138,4 @@ def test_real_model_end_to_end(minilm, small_pool):
     hits = r.retrieve("Compose a poem about the ocean.", k=2)
     assert hits[0].id == "p1"
     vecs = r.index.reconstruct(np.array([0, 1]))
-    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3)  # fp16 vectors by default
