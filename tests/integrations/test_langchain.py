@@ -500,7 +500,7 @@ def test_embeddings_with_fake_encoder_and_in_memory_store(small_pool, fake_encod
     found = store.similarity_search_with_score("Summarize the text about tax law.", k=3)
     hits = pie.retrieve("Summarize the text about tax law.", k=3)
     assert found[0][0].page_content == hits[0].demonstration.instruction
-    assert [s for _, s in found] == pytest.approx([h.score for h in hits], abs=1e-5)  # cosine == PIE's score
+    assert [s for _, s in found] == pytest.approx([h.score for h in hits], abs=1e-3)  # cosine == PIE's score (fp16 storage)
     assert asyncio.run(emb.aembed_query("Write a poem")) == emb.embed_query("Write a poem")
     with pytest.raises(ValueError, match="Pass either encoder= or model options"):
         PIEEmbeddings("minilm", encoder=fake_encoder)
@@ -523,7 +523,7 @@ def test_embeddings_with_community_faiss_store(small_pool, fake_encoder):
     hits = pie.retrieve("Summarize the text about tax law.", k=3)
     assert found[0][0].page_content == hits[0].demonstration.instruction
     # FAISS's default L2 distance on unit vectors is 2 - 2·cosine, so it ranks exactly like PIE's cosine
-    assert [1 - d / 2 for _, d in found] == pytest.approx([h.score for h in hits], abs=1e-5)
+    assert [1 - d / 2 for _, d in found] == pytest.approx([h.score for h in hits], abs=1e-3)  # PIE stores fp16 vectors
 
 
 def test_missing_langchain_names_the_extra():
