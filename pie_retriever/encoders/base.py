@@ -85,6 +85,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 ENCODER_TYPES: dict[str, str] = {
     "transformer": "pie_retriever.encoders.transformer:TransformerEncoder",
     "hashing": "pie_retriever.encoders.hashing:HashingEncoder",
+    "onnx": "pie_retriever.encoders.onnx:OnnxEncoder",
     "vllm": "pie_retriever.integrations.vllm:VLLMEncoder",
     "server": "pie_retriever.encoders.server:ServerEncoder",
 }
