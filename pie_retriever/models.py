@@ -1,6 +1,7 @@
 """Turn a model spec into something loadable, offline.
 
-Resolution order: built-in alias (``MODEL_ALIASES``) → local folder → hub id already in the local
+Resolution order: built-in alias (``MODEL_ALIASES``) → local folder (an ONNX export with ``pie_onnx.json``,
+a trained artifact with ``pie_artifact.json``, or a Hugging Face folder) → hub id already in the local
 Hugging Face cache. Nothing is downloaded at run time.
 """
 
@@ -13,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 from .artifact import ARTIFACT_MANIFEST, read_manifest
 from .errors import UnknownModelError
@@ -58,6 +59,57 @@ def _packaged_smollm2() -> Path:
     return module.smollm2_path()
 
 
+#: Files of an ONNX export folder (written by ``pie_retriever.onnx_export``, run by ``encoders.onnx.OnnxEncoder``).
+ONNX_CARD = "pie_onnx.json"
+ONNX_MODEL = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+ONNX_CARD_FORMAT = "pie-onnx"
+_ONNX_CARD_KEYS = ("source_weights", "prompt", "query_prompt", "pooling", "max_length", "dim", "pad_token_id", "quantize")
+
+
+def is_onnx_folder(path: Any) -> bool:
+    """True if ``path`` is a folder holding an ONNX export card (``pie_onnx.json``)."""
+    try:
+        return isinstance(path, (str, os.PathLike)) and (Path(path).expanduser() / ONNX_CARD).is_file()
+    except OSError:
+        return False
+
+
+def is_onnx_spec(spec: Any) -> bool:
+    """True for an ONNX export folder or an alias served by one (``pie-minilm-onnx``); resolves nothing."""
+    if isinstance(spec, str) and spec in MODEL_ALIASES:
+        return MODEL_ALIASES[spec].onnx
+    return is_onnx_folder(spec)
+
+
+def read_onnx_card(folder: str | os.PathLike) -> dict[str, Any]:
+    """The checked card of an ONNX export folder (the card's keys and the model and tokenizer files present)."""
+    path = Path(folder) / ONNX_CARD
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        msg = f"{path} is not a readable ONNX export card ({type(exc).__name__}: {str(exc)[:80]}); re-export with `pie-retriever export`."
+        raise UnknownModelError(msg) from None
+    missing = [k for k in _ONNX_CARD_KEYS if k not in card] if isinstance(card, dict) else list(_ONNX_CARD_KEYS)
+    if not isinstance(card, dict) or card.get("format") != ONNX_CARD_FORMAT or missing:
+        found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        msg = f"{path} is not a {ONNX_CARD_FORMAT} card (format {found!r:.40}, missing keys {missing}); re-export with `pie-retriever export`."
+        raise UnknownModelError(msg)
+    for name in (ONNX_MODEL, TOKENIZER_FILE):
+        if not (Path(folder) / name).is_file():
+            msg = f"ONNX export {folder} is incomplete: {name} is missing. Re-export it with `pie-retriever export`."
+            raise UnknownModelError(msg)
+    return card
+
+
+def _cached_onnx(spec: str) -> Callable[[], Path]:
+    """Locator of an alias served by an ONNX export built once into the cache (looked up by name: the export
+    module needs torch, which resolving any other spec never imports)."""
+    def locate() -> Path:
+        return importlib.import_module("pie_retriever.onnx_export").cached_export(spec, "int8")
+    return locate
+
+
 def _artifact_dir(name: str) -> Path:
     return Path(__file__).resolve().parent / "artifacts" / name
 
@@ -70,6 +122,7 @@ class _Alias:
     prompt: str
     description: str
     artifact: str | None = None
+    onnx: bool = False  # served by an ONNX export (OnnxEncoder), not by transformers
 
 
 MODEL_ALIASES: dict[str, _Alias] = {
@@ -102,6 +155,14 @@ if (_artifact_dir("pie-minilm") / ARTIFACT_MANIFEST).is_file():
     )
 
 DEFAULT_MODEL = "pie-minilm" if "pie-minilm" in MODEL_ALIASES else "minilm"
+
+# The default model's int8 ONNX export (~23 MB, over the 5 MB limit for tracked files): built from the packaged
+# weights into the cache folder at first use (needs torch that once), then used without torch.
+MODEL_ALIASES[f"{DEFAULT_MODEL}-onnx"] = _Alias(
+    _cached_onnx(DEFAULT_MODEL), "encoder", MODEL_ALIASES[DEFAULT_MODEL].pooling, MODEL_ALIASES[DEFAULT_MODEL].prompt,
+    f"{DEFAULT_MODEL} exported to ONNX with dynamic int8 weights (onnxruntime, no torch at query time; built into the cache at first use)",
+    onnx=True,
+)
 
 
 def _kind_of_folder(path: Path) -> ModelKind:
@@ -149,6 +210,10 @@ def _resolve_export(spec: str, path: Path) -> ResolvedModel:
 
 
 def _resolve_folder(spec: str, path: Path) -> ResolvedModel:
+    if (path / ONNX_CARD).is_file():
+        card = read_onnx_card(path)
+        return ResolvedModel(spec=spec, path=path, kind="decoder" if card.get("kind") == "decoder" else "encoder",
+                             default_pooling=card["pooling"], default_prompt=card["prompt"], extra={"onnx": card})
     if (path / EXPORT_CARD).is_file():
         return _resolve_export(spec, path)
     manifest = path / ARTIFACT_MANIFEST
@@ -179,7 +244,10 @@ def resolve_model(spec: str | os.PathLike) -> ResolvedModel:
     if spec in MODEL_ALIASES:
         alias = MODEL_ALIASES[spec]
         artifact = _artifact_dir(alias.artifact) if alias.artifact else None
-        return ResolvedModel(spec=spec, path=alias.locate(), kind=alias.kind, default_pooling=alias.pooling,
+        located = alias.locate()
+        if (located / ONNX_CARD).is_file():
+            return _resolve_folder(spec, located)
+        return ResolvedModel(spec=spec, path=located, kind=alias.kind, default_pooling=alias.pooling,
                              default_prompt=alias.prompt, artifact=artifact)
     path = Path(spec).expanduser()
     if path.is_dir():
