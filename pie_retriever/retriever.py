@@ -82,9 +82,9 @@ class PIERetriever:
 
             encoder = TransformerEncoder(DEFAULT_MODEL)
         elif isinstance(encoder, (str, os.PathLike)):
-            from .encoders.transformer import TransformerEncoder
+            from .encoders import make_encoder
 
-            encoder = TransformerEncoder(os.fspath(encoder))
+            encoder = make_encoder(os.fspath(encoder))  # OnnxEncoder for an ONNX export folder, else TransformerEncoder
         self.encoder = encoder
         self.embed_fields = check_embed_fields(embed_fields)
         self.dedupe = bool(dedupe)
