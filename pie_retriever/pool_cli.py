@@ -60,14 +60,14 @@ def _build_retriever(args: argparse.Namespace, demos: list[Any], encoder: Any) -
 
 def run_index(args: argparse.Namespace) -> int:
     from ._threads import apply_threads
-    from .encoders.transformer import TransformerEncoder
+    from .encoders import make_encoder
     from .models import DEFAULT_MODEL
     from .persistence import check_save_target
     from .pools import load_pool
 
     check_save_target(args.output)  # before the model loads and the pool is encoded
     demos = load_pool(args.pool, label_field=args.label_field)
-    encoder = TransformerEncoder(args.model or DEFAULT_MODEL, prompt=args.prompt, pooling=args.pooling)
+    encoder = make_encoder(args.model or DEFAULT_MODEL, prompt=args.prompt, pooling=args.pooling)  # an ONNX folder: OnnxEncoder
     threads = apply_threads(args.threads, len(demos))
     start = time.perf_counter()
     retriever = _build_retriever(args, demos, encoder)
