@@ -39,6 +39,7 @@ __all__ = ["EXPORT_FORMATS", "ST_POOLING_MODES", "export_hf", "export_model", "s
 #: Export format name -> ``"module:function"`` (see the module docstring for the function's contract).
 EXPORT_FORMATS: dict[str, str] = {
     "hf": "pie_retriever.export:export_hf",
+    "onnx": "pie_retriever.onnx_export:export_onnx",
 }
 
 #: Project pooling -> the sentence-transformers ``1_Pooling/config.json`` flag vLLM and sentence-transformers read.
