@@ -7,8 +7,10 @@ never imports it.
 - :class:`FewShotPromptBuilder` (re-exported from the core module :mod:`pie_retriever.prompt_builder`, which
   needs no framework) turns a query into a completion prompt or chat messages holding the demonstrations a
   :class:`~pie_retriever.PIERetriever` picked, within ``max_model_len - max_tokens`` tokens.
-- :class:`PIEGenerator` wraps a ``vllm.LLM`` (or any object with the same ``generate``/``chat`` methods):
-  one ``retrieve_batch`` call and one ``LLM.generate``/``LLM.chat`` call per batch of queries, and a
+- :class:`PIEGenerator` wraps a ``vllm.LLM`` (or any object with the same ``generate``/``chat`` methods), or
+  a served model: a ``base_url`` string or an ``openai.OpenAI`` client (through
+  :class:`~pie_retriever.integrations.openai_server.OpenAIServerLLM`, re-exported here): one
+  ``retrieve_batch`` call and one ``generate``/``chat`` call per batch of queries, and a
   :class:`GenerationResult` per query with the generated text, the demonstrations and the prompt used.
 - :class:`VLLMEncoder` is a core :class:`~pie_retriever.encoders.Encoder` backed by
   ``vllm.LLM(model, runner="pooling")`` and ``LLM.embed``: decoder-based PIE embeddings from vLLM's own
@@ -33,7 +35,7 @@ import numpy as np
 
 from pie_retriever._util import check_choice, check_int
 from pie_retriever.encoders.base import Encoder, check_texts, l2_normalize, warn_if_truncated
-from pie_retriever.errors import ConfigError, PromptBudgetError, require
+from pie_retriever.errors import ConfigError, PromptBudgetError, ServerError, require
 from pie_retriever.models import folder_fingerprint, resolve_model
 from pie_retriever.prompt_builder import (
     AUTO,
@@ -45,14 +47,18 @@ from pie_retriever.prompt_builder import (
 from pie_retriever.prompts import apply_prompt, resolve_prompt
 from pie_retriever.types import Demonstration, Hit
 
+from .openai_server import OpenAIServerLLM, is_openai_client
+
 __all__ = [
     "ORDERS",
     "VLLM_POOLINGS",
     "FewShotPrompt",
     "FewShotPromptBuilder",
     "GenerationResult",
+    "OpenAIServerLLM",
     "PIEGenerator",
     "PromptBudgetError",
+    "ServerError",
     "VLLMEncoder",
     "chat_user_content",
     "cpu_llm_kwargs",
@@ -111,6 +117,25 @@ def cpu_llm_kwargs(**overrides: Any) -> dict[str, Any]:
 
 
 
+def _as_engine(llm: Any, model: str | None, server_options: Mapping[str, Any] | None) -> Any:
+    """``llm`` itself, or a served model for a ``base_url`` string / an ``openai.OpenAI`` client."""
+    options = dict(server_options or {})
+    if isinstance(llm, str):
+        return OpenAIServerLLM(model, base_url=llm, **options)
+    if is_openai_client(llm):
+        return OpenAIServerLLM(model, client=llm, **options)
+    if model is not None or options:
+        msg = (f"model= and server_options= are for a served model (llm given as a base_url or an openai.OpenAI client); "
+               f"got an engine of type {type(llm).__name__}.")
+        raise ConfigError(msg)
+    return llm
+
+
+def _param(sp: Any, name: str) -> Any:
+    """A sampling parameter of a ``SamplingParams``-like object or a mapping of request fields."""
+    return sp.get(name) if isinstance(sp, Mapping) else getattr(sp, name, None)
+
+
 # --------------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------------
@@ -160,7 +185,8 @@ class PIEGenerator:
     Args:
         llm: a ``vllm.LLM`` (``runner="generate"``), or any object with ``generate(prompts, sampling_params,
             **kw)`` and ``chat(conversations, sampling_params, **kw)`` returning one result per prompt, each
-            with ``.outputs[0].text``.
+            with ``.outputs[0].text``; or a served model: the server's ``base_url`` (``"http://host:port/v1"``)
+            or an ``openai.OpenAI`` client (requests through :class:`OpenAIServerLLM`).
         retriever: the :class:`~pie_retriever.PIERetriever` holding the demonstration pool.
         builder: a ready :class:`FewShotPromptBuilder` (then ``retriever`` and the builder options are not used).
         tokenizer: the budget's tokenizer; default ``"auto"``: ``llm.get_tokenizer()`` when the engine has it.
@@ -168,18 +194,25 @@ class PIEGenerator:
         stop: stop strings added to the sampling parameters of :meth:`generate` (on a copy): ``"auto"``
             (default) uses ``builder.stop``, the start of the next example such as ``"### Instruction:"``;
             ``None`` adds none. :meth:`chat` adds none (the chat template ends the assistant turn).
+        model: the served model's name (with a ``base_url`` or client; default: the only one served).
+        server_options: ``timeout``, ``max_retries``, ``backoff``, ``api_key``, ``max_concurrency`` of
+            :class:`OpenAIServerLLM`.
         **builder_options: ``k``, ``template``, ``order``, ``max_tokens``, ``system_prompt``,
             ``chat_template_kwargs``, ``retrieve_options`` (see :class:`FewShotPromptBuilder`).
 
     ``generate``/``chat`` retrieve for the whole batch in one call, build the prompts within the token budget
     and call the engine once. ``max_tokens`` of the sampling parameters is the generation budget the prompt
     leaves room for; without sampling parameters the engine's defaults are used with
-    ``max_tokens=builder.max_tokens``.
+    ``max_tokens=builder.max_tokens``. With a served model, sampling parameters may also be a mapping of
+    request fields (``{"temperature": 0, "max_tokens": 64}``); the token budget's tokenizer comes from the
+    served model's name or folder when it resolves locally, else from vLLM's ``/tokenize`` (or pass
+    ``tokenizer=``), and ``max_model_len`` from ``GET /v1/models``.
     """
 
     def __init__(self, llm: Any, retriever: Any = None, *, builder: FewShotPromptBuilder | None = None,
-                 tokenizer: Any = AUTO, max_model_len: Any = AUTO, stop: Any = AUTO,
-                 **builder_options: Any) -> None:
+                 tokenizer: Any = AUTO, max_model_len: Any = AUTO, stop: Any = AUTO, model: str | None = None,
+                 server_options: Mapping[str, Any] | None = None, **builder_options: Any) -> None:
+        llm = _as_engine(llm, model, server_options)
         if not (hasattr(llm, "generate") or hasattr(llm, "chat")):
             msg = f"llm must be a vllm.LLM or an object with generate()/chat() methods, got {type(llm).__name__}."
             raise TypeError(msg)
@@ -230,11 +263,13 @@ class PIEGenerator:
     @staticmethod
     def _with_stop(sp: Any, stop: list[str]) -> Any:
         """A copy of ``sp`` whose stop strings include ``stop`` (the caller's object is never modified)."""
-        current = getattr(sp, "stop", None)
+        current = _param(sp, "stop")
         current = [current] if isinstance(current, str) else list(current or [])
         merged = current + [s for s in stop if s not in current]
         if merged == current:
             return sp
+        if isinstance(sp, Mapping):
+            return {**sp, "stop": merged}
         clone = getattr(sp, "clone", None)
         sp = clone() if callable(clone) else copy.copy(sp)
         sp.stop = merged
@@ -250,18 +285,21 @@ class PIEGenerator:
             if not callable(getter):
                 return None, [None] * n
             default = getter()
-            clone = getattr(default, "clone", None)
-            sampling_params = clone() if callable(clone) else copy.copy(default)
-            sampling_params.max_tokens = self.builder.max_tokens
+            if isinstance(default, Mapping):
+                sampling_params = {**default, "max_tokens": self.builder.max_tokens}
+            else:
+                clone = getattr(default, "clone", None)
+                sampling_params = clone() if callable(clone) else copy.copy(default)
+                sampling_params.max_tokens = self.builder.max_tokens
         if isinstance(sampling_params, (list, tuple)):
             if len(sampling_params) != n:
                 msg = f"Got {len(sampling_params)} sampling_params for {n} queries; pass one, or one per query."
                 raise ConfigError(msg)
             params = [self._with_stop(sp, stop) if stop else sp for sp in sampling_params]
-            return params, [getattr(sp, "max_tokens", None) for sp in params]
+            return params, [_param(sp, "max_tokens") for sp in params]
         if stop:
             sampling_params = self._with_stop(sampling_params, stop)
-        return sampling_params, [getattr(sampling_params, "max_tokens", None)] * n
+        return sampling_params, [_param(sampling_params, "max_tokens")] * n
 
     def _run(self, method: str, queries: Sequence[Any], sampling_params: Any, kwargs: dict[str, Any]) -> list[GenerationResult]:
         if isinstance(queries, (str, Mapping, Demonstration)):
