@@ -13,12 +13,14 @@ INDEX_KINDS: dict[str, str] = {
     "flat": "faiss exact inner product (IndexFlatIP)",
     "hnsw": "faiss HNSW graph, approximate and faster on large pools; deletes are tombstones, compacted at 25%",
     "numpy": "exact inner product in numpy, no faiss involved",
+    "milvus": "a Milvus collection (Milvus Lite file or server; index_options uri + collection; extra 'scale')",
 }
 # kind -> "module:Class"; a class may take ``kind=`` when it serves several kinds.
 _CLASSES: dict[str, str] = {
     "flat": "pie_retriever.index.faiss_index:FaissIndex",
     "hnsw": "pie_retriever.index.faiss_index:FaissIndex",
     "numpy": "pie_retriever.index.numpy_index:NumpyIndex",
+    "milvus": "pie_retriever.index.milvus_index:MilvusIndex",
 }
 
 __all__ = ["INDEX_KINDS", "NumpyIndex", "VectorIndex", "create_index", "index_class", "index_from_files", "load_index"]
