@@ -181,7 +181,9 @@ def _write_hf(resolved: ResolvedModel, folder: Path, *, prompt: str | None = Non
         "kind": resolved.kind, "prompt": template, "prompt_name": prompt_name(template), "pooling": pooling,
         "normalize": True, "max_length": max_length, "dim": dim, "head": head is not None,
         "st_prompts": prompts, "prompt_applied_by": "sentence-transformers prompts" if prompts else "the client",
-        "identical_vectors": True, "tokenizer_files": tokenizer_files,
+        # A projection head lives in 2_Dense, which sentence-transformers and vLLM apply and TransformerEncoder
+        # does not: only head-less exports give the project's loader the source's vectors (and fingerprint).
+        "identical_vectors": head is None, "tokenizer_files": tokenizer_files,
     }
 
 
