@@ -207,6 +207,28 @@ def _speed_bullets_md(sp: dict[str, Any]) -> list[str]:
     ]
 
 
+def _speed_backends_md(sp: dict[str, Any]) -> list[str]:
+    """Rows per query backend × vector storage: single-query latency idle and on a loaded machine."""
+    b = sp.get("backends")
+    if not b:
+        return []
+    la, lb = b.get("load_idle") or ["?"], b.get("load_loaded_end") or ["?"]
+    k = b.get("k", 4)
+    lines = [f"Per query backend and vector storage, {b['n']:,} demonstrations, flat index, k = {k}: single query (encode + "
+             f"search) one at a time, idle and on a loaded machine ({b['hog_processes']} busy-loop processes started by "
+             f"the benchmark; 1-min load average {la[0]} idle, {lb[0]} loaded). Recall@{k}: share of the exact fp32 "
+             "top-k found. " + " ".join(f"`{n}`: {d}." for n, d in b["backends"].items()), "",
+             f"| backend | vectors | recall@{k} | p50 / p99 ms idle | p50 / p99 ms loaded | batched q/s |",
+             "|---|---|---:|---:|---:|---:|"]
+    for row in b["rows"]:
+        idle, loaded = row["single_idle"], row["single_loaded"]
+        lines.append(f"| {row['backend']} | {row['vectors']} | {row[f'recall_at_{k}']:.3f} | {_num(idle['p50_ms'])} / {_num(idle['p99_ms'])} | "
+                     f"{_num(loaded['p50_ms'])} / {_num(loaded['p99_ms'])} | {_num(row['batched']['queries_per_s'])} |")
+    for name, why in (b.get("skipped") or {}).items():
+        lines.append(f"\n{name} skipped: {why}")
+    return lines + [""]
+
+
 def _speed_md(results: dict[str, Any]) -> list[str]:
     sp = results.get("speed")
     if not sp:
@@ -220,7 +242,7 @@ def _speed_md(results: dict[str, Any]) -> list[str]:
                  "retriever keeps (texts, demonstration objects, vectors or BM25 matrix), measured by building it in a fresh "
                  "process, divided by the pool size; the encoder model itself is not included.")
     lines.append("")
-    return lines + _speed_table_md(sp) + _speed_bullets_md(sp)
+    return lines + _speed_table_md(sp) + _speed_bullets_md(sp) + _speed_backends_md(sp)
 
 
 def render_markdown(results: dict[str, Any], *, json_path: str | None = None, png_path: str | None = None) -> str:

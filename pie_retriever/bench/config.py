@@ -8,6 +8,7 @@ from typing import Any, Iterable, Mapping
 from ..errors import ConfigError
 
 __all__ = [
+    "BACKENDS",
     "BM25_DESCRIPTION",
     "FULL_METHODS",
     "ICL_CONDITIONS",
@@ -39,6 +40,12 @@ SETS: dict[str, str] = {
 
 #: quality set → the IEB training source whose labels it is built from
 SET_SOURCES = {"ieb-eft": "eft_test", "ieb-ift": "ift_test"}
+
+#: Query backends of the speed section's per-backend rows (bench.speed_backends).
+BACKENDS: dict[str, str] = {
+    "torch": "the default model through transformers/torch (1 thread + fp32 for one query, all cores + bf16 for batches)",
+    "onnx-int8": "the default model's dynamic-int8 ONNX export through onnxruntime (1 thread for one query); built once into the cache",
+}
 
 BM25_DESCRIPTION = "bm25s 0.3, regex word tokenizer (\\w\\w+), lowercase, English stopwords, no stemming, Lucene BM25 k1=1.5, b=0.75"
 
@@ -140,6 +147,9 @@ class BenchConfig:
     matmul_seconds: float = 2.0
     memory_sizes: tuple[int, ...] | None = None  # sizes whose RSS is probed in a fresh process (None: all; quick: the largest)
     threads: int | str | None = "auto"  # int, None (torch's default) or "auto" (see runner.resolve_threads)
+    backends: tuple[str, ...] = ("torch", "onnx-int8")  # speed rows per query backend (bench.speed_backends.BACKENDS)
+    storages: tuple[str, ...] = ("fp32", "fp16", "int8")  # ... and per vector storage option
+    hog: int = 2  # busy-loop processes for the speed section's "loaded machine" column
     seed: int = 0
     out_dir: str = "results"
     show_progress: bool | None = None
@@ -154,6 +164,10 @@ class BenchConfig:
                 msg = "The 'user' set needs --pool FILE (and --label-field NAME unless the pool has metadata.task)."
                 raise ConfigError(msg)
         check_choices("ICL condition", self.icl_conditions, ICL_CONDITIONS)
+        from ..index.faiss_index import VECTOR_STORAGE
+
+        check_choices("speed backend", self.backends, BACKENDS)
+        check_choices("vector storage", self.storages, VECTOR_STORAGE)
         if not self.sizes or any(int(s) < 10 for s in self.sizes):
             msg = f"sizes must be pool sizes >= 10, got {self.sizes!r}."
             raise ConfigError(msg)
@@ -172,6 +186,7 @@ class BenchConfig:
             "icl_conditions": ("none", "random", "bm25", "pie"),
             "sizes": (500, 2_000, 20_000), "encode_limit": 500, "n_single": 20, "batch_queries": 64,
             "compare_texts": 64, "compare_rounds": 1, "matmul_seconds": 0.3,
+            "backends": ("torch",), "storages": ("fp32", "fp16"),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)

@@ -21,10 +21,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..encoders.base import Encoder, l2_normalize
+from ..encoders.base import l2_normalize
 from ..errors import ConfigError
 from .flops import encode_comparison, matmul_flops
 from .memory import memory_probe, peak_rss_bytes, process_peak_rss_bytes, reset_peak_rss, rss_bytes
+from .timing import PrecomputedEncoder, RecordingEncoder, batched_qps, latency_stats
 
 __all__ = [
     "PrecomputedEncoder",
@@ -45,61 +46,6 @@ SUFFIXES = ("", " Keep it short.", " Use simple words.", " Explain your reasonin
 
 def _dir_bytes(path: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in Path(path).iterdir() if p.is_file()}
-
-
-class RecordingEncoder(Encoder):
-    """Wraps an encoder; remembers the document vectors it produced and the seconds spent encoding them."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.prompt = inner.prompt
-        self.query_prompt = inner.query_prompt
-        self.vectors: list[np.ndarray] = []
-        self.encode_s = 0.0
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    def config(self) -> dict[str, Any]:
-        return self.inner.config()
-
-    def encode(self, texts: Sequence[str], *, prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
-        return self.inner.encode(texts, prompt=prompt, show_progress=show_progress)
-
-    def encode_documents(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
-        t0 = time.perf_counter()
-        v = self.inner.encode_documents(texts, show_progress=show_progress)
-        self.encode_s += time.perf_counter() - t0
-        self.vectors.append(v)
-        return v
-
-    def encode_queries(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
-        return self.inner.encode_queries(texts, show_progress=show_progress)
-
-
-class PrecomputedEncoder(RecordingEncoder):
-    """Documents get the stored vectors in order (one per text, in the order ``encode_documents`` is called);
-    queries go through the real encoder. Lets the benchmark index 100k synthetic demonstrations without
-    spending ~10 minutes re-encoding near-copies."""
-
-    def __init__(self, inner: Any, vectors: np.ndarray) -> None:
-        super().__init__(inner)
-        self._stored = np.ascontiguousarray(vectors, dtype=np.float32)
-        self._pos = 0
-
-    def encode_documents(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
-        n = len(texts)
-        if self._pos + n > len(self._stored):
-            msg = f"PrecomputedEncoder holds {len(self._stored)} vectors; {self._pos + n} were requested."
-            raise ConfigError(msg)
-        v = self._stored[self._pos:self._pos + n]
-        self._pos += n
-        return v
 
 
 def synthetic_texts(base: Sequence[str], n: int) -> list[str]:
@@ -127,31 +73,6 @@ def perturbed_copies(vectors: np.ndarray, n: int, *, noise: float = 0.05, seed: 
     out = np.tile(vectors, (reps, 1))[:n].copy()
     out[len(vectors):] += rng.standard_normal((n - min(n, len(vectors)), d)).astype(np.float32) * (noise / np.sqrt(d))
     return l2_normalize(out)
-
-
-# -- latency ---------------------------------------------------------------------------------------
-def latency_stats(fn: Callable[[str], Any], queries: Sequence[str], *, warmup: int = 3) -> dict[str, float]:
-    """Call ``fn(q)`` once per query (after ``warmup`` calls) and return p50/p95/mean in milliseconds."""
-    for q in list(queries)[:warmup]:
-        fn(q)
-    times = []
-    for q in queries:
-        t0 = time.perf_counter()
-        fn(q)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    arr = np.asarray(times)
-    return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
-            "mean_ms": float(arr.mean()), "n": len(arr)}
-
-
-def batched_qps(fn: Callable[[list[str]], Any], queries: Sequence[str], *, repeats: int = 2) -> dict[str, float]:
-    queries = list(queries)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(queries)
-        best = min(best, time.perf_counter() - t0)
-    return {"queries_per_s": len(queries) / best, "batch": len(queries), "seconds": best}
 
 
 # -- the section -----------------------------------------------------------------------------------
@@ -342,8 +263,15 @@ def run_speed(
     seed: int = 0,
     memory_sizes: Sequence[int] | None = None,
     show_progress: bool | None = None,
+    backends: Sequence[str] = (),
+    storages: Sequence[str] = ("fp32", "fp16", "int8"),
+    hog: int = 2,
 ) -> dict[str, Any]:
     """Speed and memory of ``encoder`` + faiss (PIERetriever) against BM25 (bm25s) at each pool size.
+
+    With ``backends`` (keys of :data:`~pie_retriever.bench.speed_backends.BACKENDS`), the pool of the largest real
+    build is also served by each backend × storage option, idle and under ``hog`` busy-loop processes
+    (``result["backends"]``).
 
     Pools of up to ``encode_limit`` texts are built for real (every text encoded). Larger pools reuse the
     vectors of the largest real build as perturbed copies (:func:`perturbed_copies`) and their build time is
@@ -378,6 +306,12 @@ def run_speed(
         row["ratios"] = _ratios(row["pie"], row["bm25"])
         per_size.append(row)
     result["per_size"] = per_size
+    if backends:
+        from .speed_backends import run_backends
+
+        n = len(w.real_vectors)
+        result["backends"] = run_backends(encoder, synthetic_texts(base_texts, n), w.real_vectors, single_q, batch_q,
+                                          backends=backends, storages=storages, hog=hog, k=k)
     result["rss_baseline_bytes"] = baseline_rss
     result["peak_rss_bytes"] = peak_rss_bytes()
     result["process_peak_rss_bytes"] = process_peak_rss_bytes()
@@ -424,10 +358,11 @@ def run_speed_section(cfg: Any, encoders: Any = None) -> dict[str, Any]:
         encoder, base, queries, sizes=cfg.sizes, encode_limit=cfg.encode_limit, n_single=cfg.n_single,
         batch_queries=cfg.batch_queries, compare_texts=cfg.compare_texts, compare_rounds=cfg.compare_rounds,
         matmul_seconds=cfg.matmul_seconds, seed=cfg.seed, memory_sizes=memory_sizes, show_progress=cfg.show_progress,
+        backends=cfg.backends, storages=cfg.storages, hog=cfg.hog,
     )
     out["model"] = default.model
     out["encoder"] = {k: v for k, v in encoder.config().items() if k not in ("prompt", "query_prompt")}
     out["encoder"]["prompt_is_pie"] = "task intention" in encoder.prompt
-    out["index"] = "faiss IndexFlatIP (exact) behind IndexIDMap2"
+    out["index"] = "faiss flat (exact) behind IndexIDMap2, fp16 vectors (IndexScalarQuantizer; the default storage)"
     out["base_texts"] = {"source": source, "unique": len(base)}
     return out

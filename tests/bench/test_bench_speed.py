@@ -65,3 +65,18 @@ def test_run_speed_tiny(minilm, one_thread):
     assert out["encode_paths"]["speedup_core_vs_naive"] > 0
     assert 0 < out["encoder_flops"]["core_fraction_of_matmul"]
     assert out["encode_paths"]["cosine_core_vs_naive"]["min"] > 0.99
+
+
+def test_backend_rows_idle_and_loaded(fake_encoder, benchmarks_module):
+    from pie_retriever.bench.speed_backends import run_backends
+
+    texts = [f"Write a note about subject number {i}." for i in range(300)]
+    vectors = speed.l2_normalize(np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32))  # no ties
+    out = run_backends(fake_encoder, texts, vectors, texts[:5], texts[:16], backends=("torch",), hog=1)
+    assert [(r["backend"], r["vectors"]) for r in out["rows"]] == [("torch", "fp32"), ("torch", "fp16"), ("torch", "int8")]
+    recall = {r["vectors"]: r["recall_at_4"] for r in out["rows"]}
+    assert recall["fp32"] == 1.0 and recall["fp16"] == 1.0 and recall["int8"] >= 0.8
+    assert all(r["single_loaded"]["n"] == 5 and r["single_idle"]["p50_ms"] > 0 for r in out["rows"])
+    assert out["hog_processes"] == 1 and out["load_idle"] is not None
+    md = "\n".join(benchmarks_module("render")._speed_backends_md({"backends": out}))
+    assert "| torch | fp16 | 1.000 |" in md and "loaded" in md
