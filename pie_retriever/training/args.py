@@ -61,6 +61,7 @@ class TrainingArguments:
     min_label_count: int = 2
     max_anchors_per_label: int = 16
     hard_negatives: bool = True
+    contexts: float = 0.0  # share of instructions that get a topic-swapped passage pair (training/context_data.py)
     # optimisation
     temperature: float = 0.05
     batch_size: int = 64
@@ -116,6 +117,7 @@ class TrainingArguments:
             "lora_dropout": 0.0 <= self.lora_dropout < 1.0,
             "max_grad_norm": self.max_grad_norm > 0.0,
             "max_minutes": self.max_minutes is None or self.max_minutes > 0.0,
+            "contexts": not isinstance(self.contexts, bool) and isinstance(self.contexts, (int, float)) and 0.0 <= self.contexts <= 1.0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -165,6 +167,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     # the paper's prompt: same data and steps, 2.65x the tokens per step (longer inputs)
     "pie-prompt": {"prompt": "pie"},
+    # long-context robustness: instructions joined to their own ift_test context and to topic-swapped passages
+    # (a twin of another task shares each passage); longer token budget (training/context_data.py)
+    "long-context": {"contexts": 0.35, "max_length": 256, "max_instruction_words": 320, "micro_batch": 32},
     # a few steps on a slice of the data: smoke tests and CI
     "tiny": {"sources": ("ift_test",), "max_steps": 3, "batch_size": 8, "lora_r": 4, "lora_alpha": 8,
              "warmup_ratio": 0.0, "log_every": 1},

@@ -189,10 +189,15 @@ def _setup_data(args: TrainingArguments, data: LabelledSet | None, data_report: 
         data, data_report = build_training_set(args.data_dir, args.sources, label_cache=args.label_cache,
                                                show_progress=progress)
     data_report = dict(data_report or data.stats())
-    sampler = TripletSampler(
-        data.labels, seed=args.seed, hard_negatives=args.hard_negatives,
-        min_label_count=args.min_label_count, max_anchors_per_label=args.max_anchors_per_label,
-    )
+    if args.contexts > 0:  # long-context recipe: own contexts + topic-swapped passage pairs
+        from .context_data import with_contexts
+
+        data, data_report, sampler = with_contexts(args, data, data_report)
+    else:
+        sampler = TripletSampler(
+            data.labels, seed=args.seed, hard_negatives=args.hard_negatives,
+            min_label_count=args.min_label_count, max_anchors_per_label=args.max_anchors_per_label,
+        )
     per_epoch = sampler.steps_per_epoch(args.batch_size)
     total = per_epoch * args.epochs if args.max_steps is None else args.max_steps
     if total < 1:
