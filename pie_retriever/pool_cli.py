@@ -40,21 +40,45 @@ def add_index_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model alias, local folder or cached hub id (default: the library default)")
     p.add_argument("--prompt", default=None, help="prompt name (pie, plain) or template with {instruction}; default: the model's")
     p.add_argument("--pooling", default=None, choices=["mean", "cls", "last", "last2"], help="pooling; default: the model's")
-    p.add_argument("--index", default="flat", choices=["flat", "hnsw", "numpy"], help="index kind (default: %(default)s)")
+    p.add_argument("--index", default="flat", choices=["flat", "hnsw", "numpy", "milvus"], help="index kind (default: %(default)s)")
+    p.add_argument("--index-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="index option, repeatable; VALUE is JSON or a string (milvus: uri=pool.db or http://host:19530, collection=NAME)")
     p.add_argument("--embed-fields", default="instruction", help="comma-separated fields to embed (default: %(default)s)")
     p.add_argument("--dedupe", action="store_true", help="skip demonstrations whose embedded text is already indexed")
     p.add_argument("--label-field", default=None, help="copy this field to metadata.task")
     _add_threads_argument(p)
-    # Engine options (`--engine ray --workers N`, the scale feature) are added here, next to --threads.
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="encode in this process or on Ray actors (local Ray, or the cluster in RAY_ADDRESS); default: %(default)s")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="Ray actors encoding, one CPU each (default: %(default)s)")
+
+
+def _index_options(items: Sequence[str]) -> dict[str, Any]:
+    """``["uri=pool.db", "filter_fields=[\"task\"]"]`` → ``{"uri": "pool.db", "filter_fields": ["task"]}``."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            msg = f"--index-option expects KEY=VALUE, got {item!r} (e.g. --index-option uri=pool.db --index-option collection=pool)."
+            raise ConfigError(msg)
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
 
 
 def _build_retriever(args: argparse.Namespace, demos: list[Any], encoder: Any) -> Any:
     """Embed and index ``demos`` in this process (the place an ``--engine`` option hands off to another one)."""
     from .retriever import PIERetriever
 
+    fields, options = [f.strip() for f in args.embed_fields.split(",")], _index_options(args.index_option)
+    if args.engine == "ray":
+        from .distributed import build_with_ray
+
+        return build_with_ray(demos, encoder, workers=args.workers, index=args.index, index_options=options,
+                              embed_fields=fields, dedupe=args.dedupe, show_progress=True)
     return PIERetriever.from_demonstrations(
-        demos, encoder, index=args.index, embed_fields=[f.strip() for f in args.embed_fields.split(",")],
-        dedupe=args.dedupe, show_progress=True,
+        demos, encoder, index=args.index, index_options=options, embed_fields=fields, dedupe=args.dedupe, show_progress=True,
     )
 
 
