@@ -216,8 +216,10 @@ class MilvusIndex(VectorIndex):
             schema.add_field(f"meta_{key}", DataType.VARCHAR, max_length=MAX_VALUE_BYTES, nullable=True)
         params = self._client.prepare_index_params()
         params.add_index(field_name="vector", index_type=self.index_type, metric_type="IP")
-        self._call("create", self._client.create_collection, self.collection, schema=schema, index_params=params,
-                   consistency_level="Strong")
+        self._call("create", self._client.create_collection, self.collection, schema=schema, consistency_level="Strong")
+        # sync=False: an empty collection's index is built at once, and waiting polls a timestamp call Milvus Lite lacks
+        self._call("create index", self._client.create_index, self.collection, params, sync=False)
+        self._call("load", self._client.load_collection, self.collection)
         self._call("alter properties", self._client.alter_collection_properties, self.collection,
                    properties={WRITER_KEY: self._token, REVISION_KEY: "0"})
         self._owns = True
@@ -353,6 +355,13 @@ class MilvusIndex(VectorIndex):
         return np.asarray([found[int(i)] for i in ids], dtype=np.float32).reshape(len(ids), self._dim)
 
     def ids(self) -> np.ndarray:
+        if not self.uri.startswith(_SCHEMES):  # Milvus Lite answers a query for every row at once
+            rows = self._call("query", self._client.query, self.collection, filter="", output_fields=["id"], consistency_level="Strong")
+            return np.asarray([int(r["id"]) for r in rows], dtype=np.int64)
+        return self._ids_by_iterator()
+
+    def _ids_by_iterator(self) -> np.ndarray:
+        """Every id through ``query_iterator``: a server caps one query's rows (16,384) and does not order them."""
         iterator = self._call("query", self._client.query_iterator, self.collection, batch_size=BATCH * 4, filter="",
                               output_fields=["id"])
         out: list[int] = []
