@@ -139,3 +139,19 @@ def test_real_model_end_to_end(minilm, small_pool):
     assert hits[0].id == "p1"
     vecs = r.index.reconstruct(np.array([0, 1]))
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-3)  # fp16 vectors by default
+
+
+def test_prompt_routing_documents_vs_queries(small_pool):
+    """Documents are encoded with the encoder's prompt and queries with its query prompt (fast, prompt-aware fake)."""
+    import numpy as np
+
+    from pie_retriever.encoders.hashing import HashingEncoder
+
+    enc = HashingEncoder(dim=64, prompt="plain", query_prompt="pie")
+    r = PIERetriever.from_demonstrations(small_pool, enc, index="numpy")
+    hit = r.retrieve("Write a poem about the ocean.", k=1)[0]
+    q = enc.encode(["Write a poem about the ocean."], prompt="pie")[0]
+    d = enc.encode([hit.demonstration.instruction], prompt="plain")[0]
+    assert abs(float(q @ d) - hit.score) < 1e-5
+    wrong = enc.encode([hit.demonstration.instruction], prompt="pie")[0]
+    assert abs(float(q @ wrong) - hit.score) > 1e-3  # routing the document through the query prompt would differ
