@@ -86,13 +86,14 @@ def check_milvus_options(options: Any) -> dict[str, Any]:
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise _fail(f"unknown option(s) {unknown}; known: {', '.join(_OPTIONS)}.")
+    uri = _check_uri(options.get("uri"))
     collection = options.get("collection")
     if not isinstance(collection, str) or not _NAME.match(collection):
         raise _fail(f"collection must be a Milvus collection name (a letter or _, then letters, digits, _), got {collection!r:.80}.")
     index_type = options.get("index_type", "FLAT")
     if index_type not in INDEX_TYPES:
         raise _fail(f"index_type {index_type!r:.40} is not one of {list(INDEX_TYPES)}.")
-    out = {"uri": _check_uri(options.get("uri")), "collection": collection, "index_type": index_type,
+    out = {"uri": uri, "collection": collection, "index_type": index_type,
            "filter_fields": list(_check_fields(options.get("filter_fields", DEFAULT_FILTER_FIELDS)))}
     if "drop_existing" in options:
         if not isinstance(options["drop_existing"], bool):
