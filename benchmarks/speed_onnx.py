@@ -111,6 +111,27 @@ def backend_block(backends: dict[str, Callable[[], Any]], retrievers: dict[str, 
     return out
 
 
+def precision_crossover(backends: dict[str, Callable[[], Any]], texts: list[str], sizes=(1, 2, 4, 8, 16, 32, 64), rounds: int = 3) -> dict[str, Any]:
+    """ms per call of fp32 vs bf16 autocast (torch, 2 threads) by call size, interleaved, best of ``rounds``:
+    where bf16 starts to pay off (the ``fp32_max_texts`` default)."""
+    enc = backends["torch fp32, 2 threads"]()
+    out: dict[str, Any] = {"load_before": load_average(), "rows": []}
+    for n in sizes:
+        best = {"fp32": float("inf"), "bf16": float("inf")}
+        chunk = texts[:n]
+        for _ in range(rounds):
+            for precision in best:
+                enc.precision = precision
+                t0 = time.perf_counter()
+                enc.encode_documents(chunk, show_progress=False)
+                best[precision] = min(best[precision], (time.perf_counter() - t0) * 1000.0)
+        out["rows"].append({"texts": n, "fp32_ms": best["fp32"], "bf16_ms": best["bf16"]})
+        print(f"  {n} texts: fp32 {best['fp32']:.1f} ms, bf16 {best['bf16']:.1f} ms", flush=True)
+    enc.precision = "fp32"
+    out["load_after"] = load_average()
+    return out
+
+
 # -- quality: eft_test P@4 (evaluation only) --------------------------------------------------------
 def p_at_4(vectors: np.ndarray, labels: list[str]) -> float:
     """Leave-one-out P@4: share of each sample's 4 nearest others (cosine) with its task label."""
@@ -127,7 +148,7 @@ def quality(backends: dict[str, Callable[[], Any]], ieb: Path) -> dict[str, Any]
     texts, labels = load_labelled(ieb / EFT_TEST)[:2]
     out: dict[str, Any] = {"set": "IEB eft_test, leave-one-out", "n": len(texts)}
     ref = None
-    for name in ("torch auto (policy: 1 thread + fp32 for one query; all cores + bf16 for batches)", "torch fp32, 2 threads",
+    for name in ("torch auto (policy: 1 thread + fp32 for one query; all cores + bf16 for batches)",
                  "onnx fp32, 2 threads", "onnx int8, 2 threads"):
         v = backends[name]().encode_documents(texts, show_progress=False)
         if ref is None:
@@ -222,6 +243,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["backends"]["loaded"] = backend_block(backends, retrievers, single, batch, args.budget)
     results["backends"]["hog_processes"] = args.hog
     del retrievers
+    print("precision by call size (torch, 2 threads)", flush=True)
+    results["precision_crossover"] = precision_crossover(backends, base[:64] if len(base) >= 64 else (base * 64)[:64])
     if ieb.is_dir():
         print("quality (eft_test P@4, evaluation only)", flush=True)
         results["quality"] = quality(backends, ieb)
@@ -275,6 +298,10 @@ def render(results: dict[str, Any]) -> str:
     if q:
         lines.append(f"P@4: {q['set']} ({q['n']:,} queries), documents encoded by each backend itself (batches).")
         lines.append("")
+    pc = results.get("precision_crossover")
+    if pc:
+        lines += [f"torch fp32 vs bf16 autocast by call size (2 threads, best of 3, load {pc['load_before'][0]}→{pc['load_after'][0]}): "
+                  + ", ".join(f"{r['texts']} text{'s' * (r['texts'] > 1)} {r['fp32_ms']:.1f} vs {r['bf16_ms']:.1f} ms" for r in pc["rows"]) + ".", ""]
     cs = results["cold_start"]
     lines += ["Cold start: a fresh `python -c` that imports pie_retriever, runs `PIERetriever.load` on a saved 249-demonstration "
               f"index and gets the first result (median of {next(iter(cs['idle'].values()))['repeats']}; in-process seconds, whole "
@@ -329,7 +356,8 @@ def main() -> None:
     results = run(args)
     path = save_results(results, args.out, "speed_onnx")
     print(f"wrote {path}")
-    update_doc(results)
+    if not args.quick:
+        update_doc(results)
 
 
 if __name__ == "__main__":
