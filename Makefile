@@ -34,7 +34,8 @@ install-vllm: $(VENV)/.vllm-installed
 demo: $(VENV)/.core-installed
 	$(VENV)/bin/pie-retriever demo
 
-# Everything, including the heavy `slow` (training, decoder models) and `vllm` (real engine on CPU) tests.
+# Everything, including the heavy `slow` (training, decoder models) and `vllm` (real engine on CPU) tests, and
+# `milvus` (Milvus Lite in-process) and `ray` (a local Ray instance) from the `scale` extra, in the first run.
 # The vLLM engine tests run in their own process: vLLM 0.32 scans sys.modules when it starts an engine and
 # crashes on llvmlite objects that earlier tests may have imported (and it patches torch's thread settings).
 test: $(VENV)/.vllm-installed
@@ -46,7 +47,7 @@ test: $(VENV)/.vllm-installed
 # The fast default run only.
 test-fast: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -ra -m "not slow and not vllm"
+	$(PY) -m pytest -ra -m "not slow and not vllm and not milvus and not ray"
 
 # Lint only (ruff: pyflakes, pycodestyle, import order, bugbear) and the one-way import check.
 lint: $(VENV)/.dev-installed
