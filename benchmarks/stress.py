@@ -245,6 +245,46 @@ def run_hnsw(code: str | None, sizes: list[int], deletes: int) -> list[dict]:
     return rows
 
 
+def _threads_table(before: dict, after: dict) -> list[str]:
+    lines = ["| index | threads | runs (crashed) before → after | queries before → after | wrong scores | filter violations | "
+             "empty results | exceptions |", "|---|---|---|---|---|---|---|---|"]
+    old = {(r["index"], r["threads"]): r for r in before.get("threads", [])}
+    for r in after.get("threads", []):
+        b = old.get((r["index"], r["threads"]), {})
+        cells = " | ".join(f"{b.get(k, '–')} → {r[k]}" for k in ("queries", "wrong_scores", "filter_violations", "empty_results", "exceptions"))
+        lines.append(f"| {r['index']} | {r['threads']} | {b.get('runs', '–')} ({b.get('crashes', '–')}) → {r['runs']} ({r['crashes']}) | {cells} |")
+    return lines
+
+
+def render(before_path: Path, after_path: Path, page: Path) -> None:
+    """Write the figures of both runs into ``page`` between the stress markers."""
+    before = json.loads(before_path.read_text()) if before_path.is_file() else {}
+    after = json.loads(after_path.read_text())
+    lines = _threads_table(before, after)
+    bp, ap = before.get("processes", {}), after["processes"]
+    lines += ["", "| one saver + three loader processes, 10 s | saves | loads ok | loads failed | loads mixing two versions |",
+              "|---|---|---|---|---|",
+              f"| before | {bp.get('saves', '–')} | {bp.get('loads_ok', '–')} | {bp.get('loads_failed', '–')} | {bp.get('loads_mixed', '–')} |",
+              f"| after | {ap['saves']} | {ap['loads_ok']} | {ap['loads_failed']} | {ap['loads_mixed']} |"]
+    bk, ak = before.get("kill", {}), after["kill"]
+    lines += ["", "| kill -9 during a save (40,000 demonstrations) | kills | loads that worked after | temp folders left after the next save |",
+              "|---|---|---|---|",
+              f"| before | {bk.get('kills', '–')} | {bk.get('loads_ok', '–')} | {bk.get('temp_folders_left_after_next_save', '–')} |",
+              f"| after | {ak['kills']} | {ak['loads_ok']} | {ak['temp_folders_left_after_next_save']} |"]
+    bh = {r["n"]: r for r in before.get("hnsw", []) if "n" in r}
+    lines += ["", "| HNSW, 384-d | build | delete one id, before (rebuild) | delete one id, after (tombstone), mean of 3 |",
+              "|---|---|---|---|"]
+    for r in after["hnsw"]:
+        b = bh.get(r["n"], {})
+        lines.append(f"| {r['n']:,} vectors | {r['build_s']} s | {b.get('delete_mean_s', '–')} s | {r['delete_mean_s'] * 1000:.1f} ms |")
+    text = page.read_text()
+    start, end = "<!-- stress:start -->", "<!-- stress:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    page.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
+    print(f"rendered {page}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--code", default=None, help="a checkout to measure instead of this one (put first on PYTHONPATH)")
@@ -255,7 +295,11 @@ def main() -> int:
     p.add_argument("--hnsw-sizes", default="10000,100000")
     p.add_argument("--hnsw-deletes", type=int, default=3)
     p.add_argument("-o", "--output", default=str(ROOT / "results" / "stress.json"))
+    p.add_argument("--render", action="store_true", help="only write results/stress*.json into docs/reliability.md")
     args = p.parse_args()
+    if args.render:
+        render(ROOT / "results" / "stress_before.json", ROOT / "results" / "stress.json", ROOT / "docs" / "reliability.md")
+        return 0
     sections = set(args.sections.split(","))
     out: dict = {"code": args.code or "this checkout", "loadavg_start": os.getloadavg(), "cpus": os.cpu_count()}
     t0 = time.perf_counter()
