@@ -13,7 +13,8 @@ Public API (:mod:`.api`, :mod:`.cli`)::
     label_instructions(texts, batch_size=64, show_progress=None) -> list[str]
     parse_label(label) -> list[(verb, noun)]            # IEB's "a|b##c|d" labels
     label_agreement(path) -> dict                       # exact agreement with gold on an IEB file
-    main(pool_path, output=None, field="instruction") -> int   # label a pool file
+    label_demonstrations(demos, field="instruction", overwrite=False) -> (demos, counts)  # fill missing labels
+    main(pool_path, output=None, field="instruction", overwrite=False) -> int   # label a pool file
 
 When no verb can be found the label is :data:`FALLBACK_LABEL` (``"none|none"``); when a verb is found but
 no object noun, the noun is ``"none"`` (IEB itself has labels such as ``translate|none``). Both are best
@@ -33,6 +34,7 @@ from .api import (
     NONE,
     SPACY_MODEL,
     label_agreement,
+    label_demonstrations,
     label_instruction,
     label_instructions,
     load_pipeline,
@@ -45,6 +47,7 @@ __all__ = [
     "NONE",
     "SPACY_MODEL",
     "label_agreement",
+    "label_demonstrations",
     "label_instruction",
     "label_instructions",
     "load_pipeline",

@@ -20,7 +20,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from .. import labeling
 from .._util import atomic_write_text
@@ -30,7 +30,8 @@ from ..labeling import FALLBACK_LABEL, NONE, parse_label
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LabelledSet", "TrainingDataError", "TripletSampler", "build_training_set", "normalize_text", "silver_labels"]
+__all__ = ["LabelledSet", "TrainingDataError", "TripletSampler", "build_training_set", "labelled_set_from_pool", "normalize_text",
+           "silver_labels", "split_by_label"]
 
 
 def normalize_text(text: str) -> str:
@@ -267,3 +268,74 @@ class TripletSampler:
         n = sum(min(len(self.members[lab]), self.max_anchors_per_label or len(self.members[lab])) for lab in self.anchor_labels)
         full, rest = divmod(n, batch_size)
         return full + (1 if rest >= 2 else 0)
+
+
+# -- the user's own pool -------------------------------------------------------------------------------
+def labelled_set_from_pool(
+    demos: Sequence[Any],
+    *,
+    label_field: str = "task",
+    auto_label: bool = False,
+    show_progress: bool | None = None,
+) -> tuple[LabelledSet, dict[str, object]]:
+    """A deduplicated :class:`LabelledSet` of a pool's instructions and their ``metadata[label_field]`` labels.
+
+    ``demos`` are :class:`~pie_retriever.Demonstration` objects (``load_pool`` keeps a top-level ``task`` key in
+    ``metadata``). Demonstrations without a label are dropped, or labelled by :mod:`pie_retriever.labeling`
+    when ``auto_label`` (existing labels are never replaced). Sources: ``pool`` (the user's labels) and
+    ``auto`` (the labeler's). Returns the set and a report (counts, dropped, auto-labelled).
+    """
+    labels = [d.metadata.get(label_field) for d in demos]
+    sources = ["pool" if _is_label(lab) else "auto" for lab in labels]
+    n_missing = sources.count("auto")
+    if auto_label and n_missing:
+        demos, _ = labeling.label_demonstrations(demos, label_key=label_field, show_progress=show_progress)
+        labels = [d.metadata.get(label_field) for d in demos]
+    if not any(_is_label(lab) for lab in labels):
+        msg = (f"No demonstration has a label in metadata[{label_field!r}] ({len(demos)} read); name the field that holds "
+               "the task with --label-field, or pass --auto-label to label the pool with pie_retriever.labeling.")
+        raise TrainingDataError(msg)
+    raw = LabelledSet()
+    for d, lab, src in zip(demos, labels, sources):
+        raw.extend([d.instruction], [str(lab).strip() if _is_label(lab) else ""], src)
+    data, dropped = filter_and_dedupe(raw, set())
+    report = {"raw": len(raw), "label_field": label_field, "missing_labels": n_missing,
+              "auto_labelled": n_missing if auto_label else 0, "dropped": dropped, **data.stats()}
+    return data, report
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value).strip())
+
+
+def split_by_label(data: LabelledSet, eval_split: float, *, seed: int = 0) -> tuple[LabelledSet, LabelledSet, dict[str, object]]:
+    """Hold out ``eval_split`` of every label's instructions (seeded), keeping at least 2 of each label for training.
+
+    Labels with fewer than 3 instructions stay whole in the training part. Returns ``(train, held_out, report)``;
+    the held-out instructions are queries whose label is in the training part, the way new queries meet a pool.
+    """
+    if isinstance(eval_split, bool) or not isinstance(eval_split, (int, float)) or not 0.0 <= eval_split < 1.0:
+        msg = f"eval_split must be a share in [0, 1), got {eval_split!r}."
+        raise TrainingDataError(msg)
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, lab in enumerate(data.labels):
+        members[lab].append(i)
+    rng = random.Random(f"split-{seed}")
+    held: set[int] = set()
+    for lab in sorted(members):
+        idx = list(members[lab])
+        n_eval = min(int(round(len(idx) * eval_split)), len(idx) - 2)
+        if n_eval > 0:
+            rng.shuffle(idx)
+            held.update(idx[:n_eval])
+    train, evals = LabelledSet(), LabelledSet()
+    for i, (t, lab, src) in enumerate(zip(data.texts, data.labels, data.sources)):
+        (evals if i in held else train).extend([t], [lab], src)
+    if eval_split > 0 and not evals:
+        msg = (f"eval_split={eval_split} holds out nothing from {len(data)} instructions / {len(members)} labels: a label "
+               "needs 3 or more instructions and round(n * eval_split) >= 1. Add data, raise eval_split, or pass "
+               "--eval-split 0 (no evaluation) or --eval-queries FILE.")
+        raise TrainingDataError(msg)
+    report = {"eval_split": eval_split, "train_instructions": len(train), "eval_instructions": len(evals),
+              "eval_labels": len(set(evals.labels))}
+    return train, evals, report
