@@ -1,6 +1,8 @@
-"""LangChain's standard retriever suite (langchain-tests ``RetrieversIntegrationTests``) on PIELangChainRetriever.
+"""LangChain's standard suites (langchain-tests) on the integration: ``RetrieversIntegrationTests`` on
+PIELangChainRetriever, ``EmbeddingsUnitTests`` and ``EmbeddingsIntegrationTests`` on PIEEmbeddings.
 
-Run twice: on the deterministic HashingEncoder (fast) and on the real default model over the bundled pool.
+Each runs twice: on the deterministic HashingEncoder (fast) and on the real default model (the bundled pool for the
+retriever).
 """
 
 from __future__ import annotations
@@ -11,22 +13,26 @@ import pytest
 
 pytest.importorskip("langchain_core")
 integration_tests = pytest.importorskip("langchain_tests.integration_tests", reason="langchain-tests not installed")
+unit_tests = pytest.importorskip("langchain_tests.unit_tests", reason="langchain-tests not installed")
 
 from pie_retriever import PIERetriever, load_bundled_pool  # noqa: E402
 from pie_retriever.encoders.hashing import HashingEncoder  # noqa: E402
-from pie_retriever.integrations.langchain import PIELangChainRetriever  # noqa: E402
+from pie_retriever.integrations.langchain import PIEEmbeddings, PIELangChainRetriever  # noqa: E402
 from pie_retriever.models import DEFAULT_MODEL  # noqa: E402
 
 
 @cache
-def _pool(kind: str) -> PIERetriever:
+def _encoder(kind: str):
     if kind == "hashing":
-        encoder = HashingEncoder(dim=64)
-    else:
-        from pie_retriever.encoders.transformer import TransformerEncoder
+        return HashingEncoder(dim=64)
+    from pie_retriever.encoders.transformer import TransformerEncoder
 
-        encoder = TransformerEncoder(DEFAULT_MODEL)
-    return PIERetriever.from_demonstrations(load_bundled_pool(), encoder)
+    return TransformerEncoder(DEFAULT_MODEL)
+
+
+@cache
+def _pool(kind: str) -> PIERetriever:
+    return PIERetriever.from_demonstrations(load_bundled_pool(), _encoder(kind))
 
 
 # The suite's async test carries no asyncio marker and the suite forbids overriding it, so mark the class
@@ -57,3 +63,36 @@ class TestStandardSuiteHashingEncoder(_Suite):
 
 class TestStandardSuiteDefaultModel(_Suite):
     pool_kind = "default"
+
+
+# -- Embeddings ----------------------------------------------------------------------------------------
+class _EmbeddingsParams:
+    encoder_kind = "hashing"
+
+    @property
+    def embeddings_class(self) -> type[PIEEmbeddings]:
+        return PIEEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict:
+        return {"encoder": _encoder(self.encoder_kind)}  # one model load for the whole suite
+
+
+class TestEmbeddingsUnitHashingEncoder(_EmbeddingsParams, unit_tests.EmbeddingsUnitTests):
+    encoder_kind = "hashing"
+
+
+class TestEmbeddingsUnitDefaultModel(_EmbeddingsParams, unit_tests.EmbeddingsUnitTests):
+    encoder_kind = "default"
+
+
+@pytest.mark.asyncio
+@pytest.mark.filterwarnings("ignore:The test <Function .*> is marked with '@pytest.mark.asyncio':pytest.PytestWarning")
+class TestEmbeddingsIntegrationHashingEncoder(_EmbeddingsParams, integration_tests.EmbeddingsIntegrationTests):
+    encoder_kind = "hashing"
+
+
+@pytest.mark.asyncio
+@pytest.mark.filterwarnings("ignore:The test <Function .*> is marked with '@pytest.mark.asyncio':pytest.PytestWarning")
+class TestEmbeddingsIntegrationDefaultModel(_EmbeddingsParams, integration_tests.EmbeddingsIntegrationTests):
+    encoder_kind = "default"
