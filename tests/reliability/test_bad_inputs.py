@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SMALL_POOL
 
 from pie_retriever import Demonstration, PIERetriever
 from pie_retriever.encoders.hashing import HashingEncoder
@@ -26,6 +25,15 @@ from pie_retriever.errors import (
     IndexLoadError,
     InvalidDemonstrationError,
 )
+
+SMALL_POOL = [
+    {"id": "p1", "instruction": "Write a poem about the ocean.", "output": "Waves...", "metadata": {"task": "write|poem", "topic": "ocean"}},
+    {"id": "p2", "instruction": "Compose a haiku about taxes.", "output": "Forms...", "metadata": {"task": "write|poem", "topic": "taxes"}},
+    {"id": "s1", "instruction": "Summarize this article about the ocean.", "input": "The ocean covers...", "output": "Oceans are big.",
+     "metadata": {"task": "summarize|article", "topic": "ocean"}},
+    {"id": "t1", "instruction": "Translate this sentence about the ocean into French.", "input": "The ocean is blue.",
+     "output": "L'océan est bleu.", "metadata": {"task": "translate|sentence", "topic": "ocean"}},
+]
 
 
 class BrokenEncoder(HashingEncoder):
@@ -218,7 +226,7 @@ def test_construction_bad_input(case):
 
 def test_correct_behaviour_cases(tmp_path):
     r = _pool()
-    assert r.delete(["p1", "p1"]) == 1 and "p1" not in r and len(r) == 5  # a repeated id is removed once
+    assert r.delete(["p1", "p1"]) == 1 and "p1" not in r and len(r) == 3  # a repeated id is removed once
     assert r.retrieve("q", k=50)  # k above the pool: all of them, with one warning
     assert r.retrieve("poem", min_score=2.0) == []  # nothing is that similar
     caller = Demonstration("Compose a ballad about the sea.")
