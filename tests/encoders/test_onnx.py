@@ -234,3 +234,11 @@ def test_default_onnx_alias_builds_once_into_the_cache(tmp_path, monkeypatch):
     assert str(enc.folder).startswith(str(tmp_path / "cache" / "onnx"))
     assert enc.config()["model"] == "pie-minilm-onnx"
     assert make_encoder("pie-minilm-onnx").folder == enc.folder  # second use: no rebuild
+
+
+def test_rebuilding_an_export_gives_the_same_fingerprint(tiny_exports, tiny_model, tmp_path):
+    """A saved index names its int8 export by fingerprint: rebuilding the export (same versions) must reproduce it."""
+    again = export_onnx(str(tiny_model), tmp_path / "again", quantize="int8", max_length=64)
+    assert (again / "model.onnx").read_bytes() == (tiny_exports["int8"] / "model.onnx").read_bytes()
+    assert OnnxEncoder(_unmatched_copy(again, tmp_path / "a")).fingerprint == \
+        OnnxEncoder(_unmatched_copy(tiny_exports["int8"], tmp_path / "b")).fingerprint
