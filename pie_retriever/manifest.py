@@ -24,8 +24,12 @@ DEMOS_FILE = "demonstrations.jsonl"
 MAX_DIM = 65_536
 MAX_LABEL = 2**62
 _KEYS = {"format", "format_version", "library_versions", "encoder", "dim", "metric", "normalized", "index",
-         "embed_fields", "dedupe", "count", "next_label", "files"}
-_REQUIRED = _KEYS - {"library_versions", "normalized"}
+         "embed_fields", "dedupe", "count", "next_label", "files", "content"}
+_REQUIRED = _KEYS - {"library_versions", "normalized", "content"}  # indexes saved before content scoring have no "content"
+#: The saved content scorer: ``{"weight", "scorer": None | "bm25" | "minilm", "fields", ...}`` (pie_retriever.content)
+_CONTENT_KEYS = {None: {"weight", "scorer"}, "bm25": {"weight", "scorer", "fields", "k1", "b", "stopwords", "files"},
+                 "minilm": {"weight", "scorer", "fields", "encoder", "dim", "dtype", "files"}}
+_CONTENT_FILES = {None: [], "bm25": [], "minilm": ["content_labels.npy", "content_vectors.npy"]}
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -72,7 +76,7 @@ def _check_files(m: dict, folder: Path) -> None:
         if not isinstance(digest, str) or not _SHA256.match(digest):
             raise _fail(folder, f"files[{name!r}]", "must be a 64-character lowercase sha256 hex digest")
     required, optional = index_class(m["index"]["kind"]).file_names(m["index"]["options"])
-    required = [*required, DEMOS_FILE]
+    required = [*required, DEMOS_FILE, *_CONTENT_FILES[(m.get("content") or {}).get("scorer")]]
     missing = sorted(set(required) - set(files))
     extra = sorted(set(files) - set(required) - set(optional))
     if missing or extra:
@@ -91,6 +95,37 @@ def _check_index(m: dict, folder: Path) -> None:
         raise _fail(folder, "index.options", f"are invalid: {exc}") from None
 
 
+def _number(value: Any, low: float, high: float) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and low <= value <= high
+
+
+def _check_content(m: dict, folder: Path) -> None:
+    """The optional ``content`` entry: weight in [0, 1], a known scorer, its own keys and files, sane numbers."""
+    c = m.get("content")
+    if c is None:
+        return
+    if not isinstance(c, dict) or c.get("scorer") not in _CONTENT_KEYS or set(c) != _CONTENT_KEYS[c.get("scorer")]:
+        scorer = c.get("scorer") if isinstance(c, dict) else None
+        raise _fail(folder, "content", f"must be an object with exactly the keys {sorted(_CONTENT_KEYS.get(scorer, _CONTENT_KEYS[None]))} "
+                    f"(scorer one of {list(_CONTENT_KEYS)}), got {c!r:.120}")
+    if not _number(c["weight"], 0.0, 1.0):
+        raise _fail(folder, "content.weight", f"must be a number in [0, 1], got {c['weight']!r:.40}")
+    if c["scorer"] is None:
+        return
+    if c["fields"] != ["instruction", "input"] or c["files"] != _CONTENT_FILES[c["scorer"]]:
+        raise _fail(folder, "content", f"fields/files must be ['instruction', 'input'] / {_CONTENT_FILES[c['scorer']]}, "
+                    f"got {c['fields']!r:.60} / {c['files']!r:.80}")
+    if c["scorer"] == "bm25" and not (_number(c["k1"], 0.0, 100.0) and _number(c["b"], 0.0, 1.0) and c["stopwords"] == "en"):
+        raise _fail(folder, "content", f"k1 must be in [0, 100], b in [0, 1] and stopwords 'en', got {c['k1']!r:.20}, {c['b']!r:.20}, {c['stopwords']!r:.20}")
+    if c["scorer"] == "minilm":
+        enc = c["encoder"]
+        if not isinstance(enc, dict) or not isinstance(enc.get("type"), str) or not isinstance(enc.get("fingerprint"), str):
+            raise _fail(folder, "content.encoder", "must be an object with string 'type' and 'fingerprint'")
+        _int(c, "dim", 1, MAX_DIM, folder)
+        if c["dtype"] != "float16":
+            raise _fail(folder, "content.dtype", f"must be 'float16', got {c['dtype']!r:.20}")
+
+
 def validate_manifest(raw: bytes, folder: Path) -> dict[str, Any]:
     """Parse the manifest's bytes and check every field; returns it with index options normalised."""
     m = _parse_json(raw, folder)
@@ -106,6 +141,7 @@ def validate_manifest(raw: bytes, folder: Path) -> dict[str, Any]:
     if m["metric"] != "inner_product" or m.get("normalized", True) is not True:
         raise _fail(folder, "metric", "must be 'inner_product' over normalized vectors")
     _check_index(m, folder)
+    _check_content(m, folder)
     ef = m["embed_fields"]
     if not isinstance(ef, list) or not all(isinstance(f, str) for f in ef):
         raise _fail(folder, "embed_fields", f"must be a list of field names, got {ef!r:.80}")

@@ -3,7 +3,8 @@
 Layout: ``manifest.json`` (format, versions, encoder config + fingerprint, dim, metric, index kind and
 options, embed fields, count, next label, sha256 of every file), the index's own files (``index.faiss``
 [+ ``deleted.npy``] or ``vectors.npy`` + ``ids.npy``) and ``demonstrations.jsonl`` (one demonstration per
-line with its ``_label``).
+line with its ``_label``); with the dense content scorer also ``content_vectors.npy`` + ``content_labels.npy``
+(the manifest's ``content`` entry records the content weight and scorer; see :mod:`pie_retriever.content`).
 
 Saving: the snapshot is taken under the retriever's read lock and written into a temporary sibling
 folder ``.NAME.tmp-<pid>-<hex>``; then, holding an exclusive ``fcntl.flock`` on the parent folder (so
@@ -164,7 +165,10 @@ def _write_snapshot(retriever: Any, folder: Path) -> None:
                 row["_label"] = label
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         index_kind, index_options = retriever.index.kind, retriever.index.options()
-    files.append(DEMOS_FILE)
+        content, content_files = retriever._content_state(list(demos))
+        for name, data in content_files.items():
+            (folder / name).write_bytes(data)
+    files += [DEMOS_FILE, *content_files]
     encoder = retriever.encoder
     manifest = {
         "format": FORMAT_NAME,
@@ -180,6 +184,7 @@ def _write_snapshot(retriever: Any, folder: Path) -> None:
         "count": len(demos),
         "next_label": next_label,
         "files": {name: sha256_bytes((folder / name).read_bytes()) for name in files},
+        "content": content,
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     for f in folder.iterdir():
@@ -330,10 +335,30 @@ def load_retriever(cls: type, path: str | os.PathLike, encoder: Any = None) -> A
     index = index_from_files(manifest["index"]["kind"], files, manifest["dim"], manifest["index"]["options"])
     validate_data(manifest, demos, index, folder)
     encoder = _check_encoder(encoder, manifest, folder)
-    retriever = cls(encoder, index=index, embed_fields=manifest["embed_fields"], dedupe=manifest["dedupe"])
+    weight, scorer = _load_content(manifest, files, demos, folder)
+    retriever = cls(encoder, index=index, embed_fields=manifest["embed_fields"], dedupe=manifest["dedupe"],
+                    content_weight=weight, content_scorer=scorer)
     retriever._restore(demos, manifest["next_label"])
     _cleanup_quietly(folder)
     return retriever
+
+
+def _load_content(manifest: dict[str, Any], files: dict[str, bytes], demos: dict, folder: Path) -> tuple[Any, Any]:
+    """``(content_weight, content scorer)`` of a saved index; an index saved before content scoring gets the
+    library defaults (a BM25 scorer is rebuilt from the demonstrations' texts)."""
+    from .content import CONTENT_FIELDS, DEFAULT_CONTENT_SCORER, content_from_config, make_content_scorer
+
+    saved = manifest.get("content")
+    if saved is not None and saved["scorer"] is None:
+        return saved["weight"], None
+    if saved is None:
+        weight, scorer = None, make_content_scorer(DEFAULT_CONTENT_SCORER)
+    else:
+        weight, scorer = saved["weight"], content_from_config(saved, str(folder / MANIFEST))
+    if scorer is not None:
+        labels = list(demos)
+        scorer.load(files, labels, [demos[label].text(CONTENT_FIELDS) for label in labels])
+    return weight, scorer
 
 
 def _cleanup_quietly(folder: Path) -> None:

@@ -20,11 +20,12 @@ import numpy as np
 
 from ._rwlock import RWLock
 from ._util import check_k, check_query
+from .content import CONTENT_FIELDS, DEFAULT_CONTENT_SCORER, DEFAULT_CONTENT_WEIGHT, check_content_weight, make_content_scorer
 from .errors import ConfigError, DuplicateIdError, EmptyPoolError, EncoderMismatchError, InvalidDemonstrationError
 from .filters import FilterSpec, MetadataFilter, compile_filter
 from .types import EMBED_FIELDS, Demonstration, Hit, check_embed_fields, check_storable, fresh_id
 
-__all__ = ["EMBED_FIELDS", "FilterSpec", "PIERetriever"]
+__all__ = ["DEFAULT_CONTENT_SCORER", "DEFAULT_CONTENT_WEIGHT", "EMBED_FIELDS", "FilterSpec", "PIERetriever"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class PIERetriever:
         embed_fields: which demonstration fields are embedded (joined by newlines); default the instruction.
         dedupe: skip demonstrations whose embedded text is identical to one already in the pool.
         index_options: options of the index kind (e.g. ``{"hnsw_m": 32, "ef_search": 64}``).
+        content_weight: default weight of content relevance in retrieval, in [0, 1] (0 = task match only;
+            see :meth:`retrieve`). Default :data:`DEFAULT_CONTENT_WEIGHT`.
+        content_scorer: ``"bm25"``, ``"minilm"``, a :class:`~pie_retriever.content.ContentScorer`, or None (no
+            content scoring: ``content_weight`` must then be 0). ``"auto"``: :data:`DEFAULT_CONTENT_SCORER`.
     """
 
     def __init__(
@@ -73,6 +78,8 @@ class PIERetriever:
         embed_fields: Sequence[str] = ("instruction",),
         dedupe: bool = False,
         index_options: Mapping[str, Any] | None = None,
+        content_weight: float | None = None,
+        content_scorer: Any = "auto",
     ) -> None:
         from .index import VectorIndex, create_index
 
@@ -99,6 +106,11 @@ class PIERetriever:
         self._texts: dict[str, int] = {}
         self._next_label = 0
         self._warned_short = False
+        self.content_weight = check_content_weight(DEFAULT_CONTENT_WEIGHT if content_weight is None else content_weight)
+        self.content = make_content_scorer(DEFAULT_CONTENT_SCORER if content_scorer == "auto" else content_scorer)
+        if self.content is None and self.content_weight > 0:
+            msg = f"content_weight={self.content_weight} needs a content scorer; pass content_scorer='bm25' or 'minilm', or content_weight=0."
+            raise ConfigError(msg)
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -210,12 +222,18 @@ class PIERetriever:
                 todo.append(d)
                 seen_text.add(text)
         vectors = self._encode(todo, [d.text(self.embed_fields) for d in todo], show_progress) if todo else None
+        features = self._content_features(todo) if todo else None
         with self._lock.write():
             self._check_ids_free(demos)
-            return self._insert(demos, todo, vectors)
+            return self._insert(demos, todo, vectors, features)
 
-    def _insert(self, demos: list[Demonstration], encoded: list[Demonstration], vectors: np.ndarray | None) -> list[str]:
-        """Give ids and labels, index the vectors, record the demonstrations. Runs under the write lock."""
+    def _content_features(self, demos: list[Demonstration]) -> Any:
+        """Content-scorer features of demonstrations (outside the lock); None without a scorer."""
+        return None if self.content is None else list(self.content.features([d.text(CONTENT_FIELDS) for d in demos]))
+
+    def _insert(self, demos: list[Demonstration], encoded: list[Demonstration], vectors: np.ndarray | None,
+                features: list[Any] | None = None) -> list[str]:
+        """Give ids and labels, index the vectors (and content features), record the demonstrations. Runs under the write lock."""
         row_of = {id(d): i for i, d in enumerate(encoded)}
         batch_ids = {d.id for d in demos if d.id is not None}
         ids: list[str] = []
@@ -230,6 +248,8 @@ class PIERetriever:
             if id(d) not in row_of:  # its text was in the pool when encoding started and has been deleted since
                 vectors = np.vstack([vectors, self._encode([d], [text], False)]) if vectors is not None else self._encode([d], [text], False)
                 row_of[id(d)] = len(vectors) - 1
+                if self.content is not None:
+                    features = [*(features or []), *self._content_features([d])]
             if d.id is None:
                 d.id = fresh_id(self._next_label + len(new), _Union(self._label_of, batch_ids))
                 batch_ids.add(d.id)
@@ -243,6 +263,8 @@ class PIERetriever:
                 self.index.add(labels, vectors[rows], metadata=[d.metadata for d in new])
             else:
                 self.index.add(labels, vectors[rows])
+            if self.content is not None:
+                self.content.add(labels.tolist(), [features[r] for r in rows])
             for label, d in zip(labels.tolist(), new):
                 self._demos[label] = d
                 self._label_of[d.id] = label
@@ -271,6 +293,8 @@ class PIERetriever:
                 raise KeyError(msg)
             labels = np.array([self._label_of[i] for i in ids], dtype=np.int64)
             self.index.remove(labels)
+            if self.content is not None:
+                self.content.remove(labels.tolist())
             for demo_id, label in zip(ids, labels.tolist()):
                 demo = self._demos.pop(label)
                 del self._label_of[demo_id]
@@ -304,17 +328,23 @@ class PIERetriever:
         mmr: bool = False,
         mmr_lambda: float = 0.5,
         fetch_k: int | None = None,
+        content_weight: float | None = None,
     ) -> list[Hit]:
         """The ``k`` demonstrations whose task best matches ``query``, best first.
 
         Args:
             filter: ``{metadata_key: value or [values]}`` (every key must match) or a predicate. Still returns
                 ``k`` hits whenever ``k`` demonstrations pass the filter.
-            min_score: drop hits whose cosine score is below this.
+            min_score: drop hits whose task cosine is below this.
             mmr: re-rank with maximal marginal relevance for diversity among the ``fetch_k`` best
                 (default ``max(4k, 20)``); ``mmr_lambda`` 1.0 = pure relevance, 0.0 = pure diversity.
+            content_weight: ``w`` in [0, 1]; default the retriever's ``content_weight``. With ``w > 0`` the
+                ``fetch_k`` best task candidates are re-ranked by ``(1 - w) * task cosine + w * content score``
+                (the content scorer's relevance of the demonstration's instruction and input to ``query``), and
+                each hit's ``score`` is that combined score. ``0`` is pure task match (the paper).
         """
-        return self.retrieve_batch([query], k, filter=filter, min_score=min_score, mmr=mmr, mmr_lambda=mmr_lambda, fetch_k=fetch_k)[0]
+        return self.retrieve_batch([query], k, filter=filter, min_score=min_score, mmr=mmr, mmr_lambda=mmr_lambda, fetch_k=fetch_k,
+                                   content_weight=content_weight)[0]
 
     def retrieve_batch(
         self,
@@ -326,6 +356,7 @@ class PIERetriever:
         mmr: bool = False,
         mmr_lambda: float = 0.5,
         fetch_k: int | None = None,
+        content_weight: float | None = None,
         show_progress: bool | None = None,
     ) -> list[list[Hit]]:
         """Like :meth:`retrieve` for many queries, with one encoder call and one index search."""
@@ -334,6 +365,7 @@ class PIERetriever:
             raise TypeError(msg)
         queries = [check_query(q) for q in queries]
         k = _check_options(k, min_score, mmr_lambda, fetch_k)
+        weight = self._check_weight(content_weight)
         flt = compile_filter(filter)
         if not queries:
             return []
@@ -341,12 +373,21 @@ class PIERetriever:
             msg = "The retriever is empty; add demonstrations before retrieving."
             raise EmptyPoolError(msg)
         qv = self.encoder.encode_queries(queries, show_progress=show_progress)
+        content = (weight, self.content.query_features(queries)) if weight > 0 else None
         with self._lock.read():
-            return self._search(qv, k, flt, min_score, mmr, mmr_lambda, fetch_k)
+            return self._search(qv, k, flt, min_score, mmr, mmr_lambda, fetch_k, content)
+
+    def _check_weight(self, content_weight: float | None) -> float:
+        weight = self.content_weight if content_weight is None else check_content_weight(content_weight)
+        if weight > 0 and self.content is None:
+            msg = (f"content_weight={weight} needs a content scorer, and this retriever has none; build it with "
+                   "content_scorer='bm25' or 'minilm', or retrieve with content_weight=0.")
+            raise ConfigError(msg)
+        return weight
 
     def _search(self, qv: np.ndarray, k: int, flt: Any, min_score: float | None, mmr: bool, mmr_lambda: float,
-                fetch_k: int | None) -> list[list[Hit]]:
-        """Search, re-rank and build hits for encoded queries. Runs under the read lock."""
+                fetch_k: int | None, content: tuple[float, Any] | None = None) -> list[list[Hit]]:
+        """Search, re-rank (content, then MMR) and build hits for encoded queries. Runs under the read lock."""
         allowed = self._allowed(flt)
         available = len(self._demos) if allowed is None else len(allowed)
         if k > available and not self._warned_short:
@@ -355,26 +396,32 @@ class PIERetriever:
             self._warned_short = True
         if available == 0:
             return [[] for _ in range(len(qv))]
-        search_k = min(available, max(fetch_k or 0, 4 * k, 20)) if mmr else min(k, available)
+        search_k = min(available, max(fetch_k or 0, 4 * k, 20)) if mmr or content else min(k, available)
         if isinstance(flt, MetadataFilter) and self.index.supports_metadata:  # scale hook: push the filter down
             scores, labels = self.index.search(qv, search_k, allowed=allowed, where=flt)
         else:
             scores, labels = self.index.search(qv, search_k, allowed=allowed)
-        results: list[list[Hit]] = []
-        for qi in range(len(qv)):
-            row_labels, row_scores = labels[qi], scores[qi]
-            valid = row_labels >= 0
-            row_labels, row_scores = row_labels[valid], row_scores[valid]
-            if mmr and len(row_labels) > 1:
-                order = self._mmr(row_labels, row_scores, min(k, len(row_labels)), mmr_lambda)
-                row_labels, row_scores = row_labels[order], row_scores[order]
-            hits = []
-            for label, score in zip(row_labels[:k].tolist(), row_scores[:k].tolist()):
-                if min_score is not None and score < min_score:
-                    continue
+        return [self._hits(labels[qi], scores[qi], qi, k, min_score, mmr, mmr_lambda, content) for qi in range(len(qv))]
+
+    def _hits(self, labels: np.ndarray, task: np.ndarray, qi: int, k: int, min_score: float | None, mmr: bool,
+              mmr_lambda: float, content: tuple[float, Any] | None) -> list[Hit]:
+        """One query's hits from its task candidates: content re-rank, MMR, ``min_score`` on the task cosine."""
+        valid = labels >= 0
+        labels, task = labels[valid], task[valid]
+        scores = task
+        if content is not None and len(labels):
+            weight, features = content
+            scores = (1.0 - weight) * task + weight * self.content.scores(features, qi, labels)
+            order = np.argsort(-scores, kind="stable")
+            labels, scores, task = labels[order], scores[order], task[order]
+        if mmr and len(labels) > 1:
+            order = self._mmr(labels, scores, min(k, len(labels)), mmr_lambda)
+            labels, scores, task = labels[order], scores[order], task[order]
+        hits: list[Hit] = []
+        for label, score, cosine in zip(labels[:k].tolist(), scores[:k].tolist(), task[:k].tolist()):
+            if min_score is None or cosine >= min_score:
                 hits.append(Hit(self._demos[label], float(score), len(hits)))
-            results.append(hits)
-        return results
+        return hits
 
     def _mmr(self, labels: np.ndarray, scores: np.ndarray, k: int, lam: float) -> list[int]:
         vectors = self.index.reconstruct(labels)
@@ -417,6 +464,14 @@ class PIERetriever:
         files inside this block, so the demonstrations and the vectors belong to the same moment."""
         with self._lock.read():
             yield dict(self._demos), self._next_label
+
+    def _content_state(self, labels: list[int]) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """The manifest's ``content`` entry and the scorer's files for ``labels`` (the caller holds the read lock)."""
+        if self.content is None:
+            return {"weight": self.content_weight, "scorer": None}, {}
+        files = self.content.save(labels)
+        entry = {"weight": self.content_weight, "fields": list(CONTENT_FIELDS), **self.content.config(), "files": sorted(files)}
+        return entry, files
 
     def _restore(self, demos: Mapping[int, Demonstration], next_label: int) -> None:
         """Fill an empty retriever (whose index already holds the vectors) with its saved pool."""
