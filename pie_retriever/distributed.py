@@ -101,6 +101,8 @@ def _ray(address: str | None, workers: int) -> Iterator[Any]:
     ray = require("ray", "scale", "Indexing with --engine ray")
     started = not ray.is_initialized()
     if started:
+        # a new head waits 30 s for its GCS to bind by default; on a loaded machine that start took longer
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 import numpy as np
@@ -24,6 +25,7 @@ def ray_local():
     import psutil
     import ray
 
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")  # as pie_retriever.distributed does
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     print(f"\nray.init(num_cpus=2): {time.perf_counter() - start:.2f}s")
