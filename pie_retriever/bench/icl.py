@@ -37,9 +37,11 @@ from .backends import LLMBackend, cut_at_stop
 
 __all__ = [
     "SHORT_ANSWER_TASKS",
+    "ContentOracleRetriever",
     "ICLRecord",
     "RandomRetriever",
     "SameTaskRetriever",
+    "WeightedRetriever",
     "contains_answer",
     "exact_match",
     "normalize_answer",
@@ -169,6 +171,48 @@ class SameTaskRetriever:
             picks = rng.sample(same, min(k, len(same)))
             out.append([Hit(d, 1.0, r) for r, d in enumerate(picks)])
         return out
+
+
+class ContentOracleRetriever:
+    """Oracle: the ``k`` demonstrations *of the query's gold task* whose content is closest to the query, by a
+    :class:`~pie_retriever.content.ContentScorer` (the same scorer a task + content retriever uses)."""
+
+    def __init__(self, pool: Sequence[Demonstration], task_of_query: Mapping[str, str], scorer: Any, *, label_key: str = "task") -> None:
+        from ..content import CONTENT_FIELDS
+
+        self.pool = list(pool)
+        self.scorer = scorer
+        self.scorer.add(list(range(len(self.pool))), self.scorer.features([d.text(CONTENT_FIELDS) for d in self.pool]))
+        self.by_task: dict[Any, list[int]] = {}
+        for i, d in enumerate(self.pool):
+            self.by_task.setdefault(d.metadata.get(label_key), []).append(i)
+        self.task_of_query = dict(task_of_query)
+
+    def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
+        import numpy as np
+
+        features = self.scorer.query_features(list(queries))
+        out = []
+        for qi, q in enumerate(queries):
+            same = np.asarray(self.by_task.get(self.task_of_query.get(q), []), dtype=np.int64)
+            if not len(same):
+                out.append([])
+                continue
+            scores = self.scorer.scores(features, qi, same)
+            order = np.argsort(-scores, kind="stable")[:k]
+            out.append([Hit(self.pool[int(same[j])], float(scores[j]), r) for r, j in enumerate(order)])
+        return out
+
+
+class WeightedRetriever:
+    """A :class:`~pie_retriever.PIERetriever` queried with a fixed ``content_weight`` (one ICL condition per weight)."""
+
+    def __init__(self, retriever: Any, content_weight: float) -> None:
+        self.retriever = retriever
+        self.content_weight = content_weight
+
+    def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
+        return self.retriever.retrieve_batch(list(queries), k, content_weight=self.content_weight)
 
 
 # -- the harness -----------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""ICL benchmark v2: task + content selection with SmolLM2-135M, content_weight chosen on dev, reported on test.
+
+    python benchmarks/icl_v2.py                        # vLLM (bf16) backend → results/icl_v2.json, tables printed
+    python benchmarks/icl_v2.py --backend transformers --dtype float32 --limit 4   # a small smoke run
+    python benchmarks/icl_v2.py --task-model runs/pie-minilm-lc --out results/icl_v2-lc.json   # another task model
+
+The protocol is :mod:`pie_retriever.bench.icl_v2` (sets: the bundled pool and the templated-prompt set; dev/test
+split per task; the (scorer, content_weight) pair with the best dev score is chosen; the test table reports every
+row with paired bootstrap intervals). The tables are in docs/selection.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmarks/icl_v2.py", description=__doc__.splitlines()[0])
+    p.add_argument("--backend", default="vllm", choices=["vllm", "transformers"], help="LLM backend (default: %(default)s)")
+    p.add_argument("--dtype", default="bfloat16", help="LLM dtype (default: %(default)s)")
+    p.add_argument("--model", default="smollm2", help="LLM (default: %(default)s)")
+    p.add_argument("--task-model", default=None, help="task encoder of PIE (default: the library default model)")
+    p.add_argument("--weights", type=_floats, default=(0.1, 0.25, 0.5, 1.0), help="content weights tried on dev (default: 0.1,0.25,0.5,1)")
+    p.add_argument("--scorers", default="bm25,minilm", help="content scorers tried on dev (default: %(default)s)")
+    p.add_argument("--sets", default="bundled,templated", help="ICL sets (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="at most N queries per set and split (default: all)")
+    p.add_argument("-k", type=int, default=4, help="demonstrations per prompt (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the encoders and the transformers backend")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(REPO / "results" / "icl_v2.json"), help="results JSON (default: %(default)s)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from pie_retriever._util import atomic_write_text
+    from pie_retriever.bench.icl_v2 import ICLv2Config, format_tables, run_icl_v2
+    from pie_retriever.bench.runner import machine_info, to_jsonable
+
+    cfg = ICLv2Config(sets=tuple(args.sets.split(",")), k=args.k, backend=args.backend, model=args.model, dtype=args.dtype,
+                      weights=args.weights, scorers=tuple(args.scorers.split(",")), task_model=args.task_model, seed=args.seed,
+                      limit=args.limit)
+    machine = machine_info()
+    started = time.perf_counter()
+    results = run_icl_v2(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+    results["machine"] = machine
+    results["command"] = "python benchmarks/icl_v2.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results["script_wall_s"] = round(time.perf_counter() - started, 1)
+    out = Path(args.out)
+    atomic_write_text(out, json.dumps(to_jsonable(results), indent=1, ensure_ascii=False) + "\n")
+    print(format_tables(results))
+    print(f"wrote {out} ({results['script_wall_s'] / 60:.1f} min)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
