@@ -267,7 +267,7 @@ def render(before_path: Path, after_path: Path, page: Path) -> None:
               f"| before | {bp.get('saves', '–')} | {bp.get('loads_ok', '–')} | {bp.get('loads_failed', '–')} | {bp.get('loads_mixed', '–')} |",
               f"| after | {ap['saves']} | {ap['loads_ok']} | {ap['loads_failed']} | {ap['loads_mixed']} |"]
     bk, ak = before.get("kill", {}), after["kill"]
-    lines += ["", "| kill -9 during a save (40,000 demonstrations) | kills | loads that worked after | temp folders left after the next save |",
+    lines += ["", "| kill -9 during a save (40,000 demonstrations) | kills | loads that worked after | temp folders left after the next save (sum over the kills) |",
               "|---|---|---|---|",
               f"| before | {bk.get('kills', '–')} | {bk.get('loads_ok', '–')} | {bk.get('temp_folders_left_after_next_save', '–')} |",
               f"| after | {ak['kills']} | {ak['loads_ok']} | {ak['temp_folders_left_after_next_save']} |"]
