@@ -37,7 +37,7 @@ ORDERS: dict[str, str] = {
 }
 
 #: Extra arguments of ``PIERetriever.retrieve_batch`` a builder may pass on.
-RETRIEVE_OPTIONS = ("fetch_k", "filter", "min_score", "mmr", "mmr_lambda")
+RETRIEVE_OPTIONS = ("content_weight", "fetch_k", "filter", "min_score", "mmr", "mmr_lambda")
 
 #: Marks an argument left at its default (``None`` is a meaningful value for ``system_prompt``).
 AUTO: Any = "auto"
@@ -237,7 +237,7 @@ class FewShotPromptBuilder:
             :class:`~pie_retriever.integrations.vllm.PIEGenerator` to ``LLM.chat``), e.g.
             ``{"enable_thinking": False}``.
         retrieve_options: extra arguments of ``PIERetriever.retrieve_batch`` (``filter``, ``min_score``,
-            ``mmr``, ``mmr_lambda``, ``fetch_k``).
+            ``mmr``, ``mmr_lambda``, ``fetch_k``, ``content_weight``; without it, the retriever's default).
     """
 
     def __init__(
@@ -352,7 +352,10 @@ class FewShotPromptBuilder:
         fields = tuple(getattr(self.retriever, "embed_fields", ("instruction",)))
         # Embed the query the way the pool was embedded (instruction, plus input if the pool includes inputs).
         texts = [Demonstration(q, i).text(fields) or q for q, i in parsed]
-        return self.retriever.retrieve_batch(texts, self.k, **self.retrieve_options)
+        options = dict(self.retrieve_options)
+        if getattr(self.retriever, "content", None) is not None:  # content relevance reads the instruction and its input
+            options.setdefault("content_queries", [Demonstration(q, i).text(("instruction", "input")) for q, i in parsed])
+        return self.retriever.retrieve_batch(texts, self.k, **options)
 
     def _fit(self, hits: list[Hit], query: str, query_input: str, *, chat: bool, max_tokens: int | None,
              system_prompt: Any) -> FewShotPrompt:

@@ -329,6 +329,7 @@ class PIERetriever:
         mmr_lambda: float = 0.5,
         fetch_k: int | None = None,
         content_weight: float | None = None,
+        content_query: str | None = None,
     ) -> list[Hit]:
         """The ``k`` demonstrations whose task best matches ``query``, best first.
 
@@ -342,9 +343,12 @@ class PIERetriever:
                 ``fetch_k`` best task candidates are re-ranked by ``(1 - w) * task cosine + w * content score``
                 (the content scorer's relevance of the demonstration's instruction and input to ``query``), and
                 each hit's ``score`` is that combined score. ``0`` is pure task match (the paper).
+            content_query: the text whose content the demonstrations should match (default ``query``), e.g. the
+                instruction followed by its input when only the instruction is embedded for the task.
         """
         return self.retrieve_batch([query], k, filter=filter, min_score=min_score, mmr=mmr, mmr_lambda=mmr_lambda, fetch_k=fetch_k,
-                                   content_weight=content_weight)[0]
+                                   content_weight=content_weight,
+                                   content_queries=None if content_query is None else [content_query])[0]
 
     def retrieve_batch(
         self,
@@ -357,9 +361,12 @@ class PIERetriever:
         mmr_lambda: float = 0.5,
         fetch_k: int | None = None,
         content_weight: float | None = None,
+        content_queries: Sequence[str] | None = None,
         show_progress: bool | None = None,
     ) -> list[list[Hit]]:
-        """Like :meth:`retrieve` for many queries, with one encoder call and one index search."""
+        """Like :meth:`retrieve` for many queries, with one encoder call and one index search.
+
+        ``content_queries``: one content text per query (see ``content_query`` of :meth:`retrieve`)."""
         if isinstance(queries, str):
             msg = "retrieve_batch() takes a list of queries; use retrieve() for a single string."
             raise TypeError(msg)
@@ -373,9 +380,19 @@ class PIERetriever:
             msg = "The retriever is empty; add demonstrations before retrieving."
             raise EmptyPoolError(msg)
         qv = self.encoder.encode_queries(queries, show_progress=show_progress)
-        content = (weight, self.content.query_features(queries)) if weight > 0 else None
+        content = (weight, self.content.query_features(self._content_texts(queries, content_queries))) if weight > 0 else None
         with self._lock.read():
             return self._search(qv, k, flt, min_score, mmr, mmr_lambda, fetch_k, content)
+
+    @staticmethod
+    def _content_texts(queries: list[str], content_queries: Sequence[str] | None) -> list[str]:
+        if content_queries is None:
+            return queries
+        if isinstance(content_queries, str) or len(content_queries) != len(queries):
+            msg = (f"content_queries must be a list of {len(queries)} strings (one per query), got "
+                   f"{'a string' if isinstance(content_queries, str) else len(content_queries)}.")
+            raise ConfigError(msg)
+        return [check_query(q) for q in content_queries]
 
     def _check_weight(self, content_weight: float | None) -> float:
         weight = self.content_weight if content_weight is None else check_content_weight(content_weight)

@@ -229,3 +229,26 @@ def test_dense_vectors_that_do_not_match_are_refused(tmp_path):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexLoadError, match="content vectors do not match the index"):
         PIERetriever.load(path)
+
+
+def test_content_queries_score_content_apart_from_the_task_query():
+    r = _pool_retriever(content_scorer="bm25")
+    hits = r.retrieve("Summarize the text.", k=2, content_weight=1.0, fetch_k=5, content_query="Summarize the text. Taxes and receipts.")
+    assert hits[0].id in {"sum-tax", "poem-tax"}
+    with pytest.raises(ConfigError, match="content_queries must be a list of 2 strings"):
+        r.retrieve_batch(["a", "b"], content_weight=0.5, content_queries=["only one"])
+
+
+def test_prompt_builder_and_langchain_use_the_retriever_default():
+    from pie_retriever.prompt_builder import FewShotPromptBuilder
+
+    q = "Summarize the text."
+    r = _pool_retriever(content_scorer="bm25", content_weight=1.0)
+    builder = FewShotPromptBuilder(r, k=2, retrieve_options={"fetch_k": 5})
+    built = builder.retrieve([{"instruction": q, "input": "Taxes and receipts."}])[0]
+    assert [h.id for h in built] == [h.id for h in r.retrieve(q, k=2, fetch_k=5, content_query=q + "\nTaxes and receipts.")]
+    override = FewShotPromptBuilder(r, k=2, retrieve_options={"content_weight": 0.0}).retrieve([q])[0]
+    assert [h.id for h in override] == [h.id for h in r.retrieve(q, k=2, content_weight=0.0)]
+    pytest.importorskip("langchain_core")
+    docs = r.as_langchain_retriever(k=2, fetch_k=5).invoke("Taxes and receipts, please.")
+    assert [d.metadata["id"] for d in docs] == [h.id for h in r.retrieve("Taxes and receipts, please.", k=2, fetch_k=5)]

@@ -175,9 +175,11 @@ class SameTaskRetriever:
 
 class ContentOracleRetriever:
     """Oracle: the ``k`` demonstrations *of the query's gold task* whose content is closest to the query, by a
-    :class:`~pie_retriever.content.ContentScorer` (the same scorer a task + content retriever uses)."""
+    :class:`~pie_retriever.content.ContentScorer` (the same scorer a task + content retriever uses). ``content_of``
+    maps a query to its content text (e.g. instruction + input; default the query itself)."""
 
-    def __init__(self, pool: Sequence[Demonstration], task_of_query: Mapping[str, str], scorer: Any, *, label_key: str = "task") -> None:
+    def __init__(self, pool: Sequence[Demonstration], task_of_query: Mapping[str, str], scorer: Any, *, label_key: str = "task",
+                 content_of: Mapping[str, str] | None = None) -> None:
         from ..content import CONTENT_FIELDS
 
         self.pool = list(pool)
@@ -187,11 +189,12 @@ class ContentOracleRetriever:
         for i, d in enumerate(self.pool):
             self.by_task.setdefault(d.metadata.get(label_key), []).append(i)
         self.task_of_query = dict(task_of_query)
+        self.content_of = dict(content_of or {})
 
     def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
         import numpy as np
 
-        features = self.scorer.query_features(list(queries))
+        features = self.scorer.query_features([self.content_of.get(q, q) for q in queries])
         out = []
         for qi, q in enumerate(queries):
             same = np.asarray(self.by_task.get(self.task_of_query.get(q), []), dtype=np.int64)
@@ -205,14 +208,18 @@ class ContentOracleRetriever:
 
 
 class WeightedRetriever:
-    """A :class:`~pie_retriever.PIERetriever` queried with a fixed ``content_weight`` (one ICL condition per weight)."""
+    """A :class:`~pie_retriever.PIERetriever` queried with a fixed ``content_weight`` (one ICL condition per weight);
+    ``content_of`` maps a query to its content text (instruction + input), as :class:`FewShotPromptBuilder` does."""
 
-    def __init__(self, retriever: Any, content_weight: float) -> None:
+    def __init__(self, retriever: Any, content_weight: float, content_of: Mapping[str, str] | None = None) -> None:
         self.retriever = retriever
         self.content_weight = content_weight
+        self.content_of = dict(content_of or {})
 
     def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
-        return self.retriever.retrieve_batch(list(queries), k, content_weight=self.content_weight)
+        queries = list(queries)
+        content = [self.content_of.get(q, q) for q in queries] if self.content_weight > 0 else None
+        return self.retriever.retrieve_batch(queries, k, content_weight=self.content_weight, content_queries=content)
 
 
 # -- the harness -----------------------------------------------------------------------------------

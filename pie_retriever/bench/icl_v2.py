@@ -16,7 +16,8 @@ Protocol (:func:`run_icl_v2`):
    task candidates), oracle same-task random, oracle same-task + best content (same scorer). Every row
    gets a paired bootstrap 95% interval of its difference to PIE task-only and to the same-task random oracle.
 
-The score of a query is exact match (short-answer tasks) or ROUGE-L F1 (free text); ``task_match`` is the share
+The task query is the instruction (the pools embed instructions); the content query is the instruction followed by
+its input, as :class:`~pie_retriever.prompt_builder.FewShotPromptBuilder` sends it. The score of a query is exact match (short-answer tasks) or ROUGE-L F1 (free text); ``task_match`` is the share
 of the chosen demonstrations with the query's task (P@k of the retriever).
 """
 
@@ -127,16 +128,17 @@ def _conditions(pool: list[Demonstration], queries: list[Demonstration], models:
     from ..retriever import PIERetriever
 
     task_of = {q.instruction: q.metadata["task"] for q in queries}
+    content_of = {q.instruction: q.text(("instruction", "input")) for q in queries}
     pies = {s: PIERetriever.from_demonstrations(pool, models.task, content_scorer=models.scorer(s)) for s in {s for s, _ in pairs}}
     conditions: dict[str, Any] = {
         "none": None, "random": "random", "bm25": BM25Retriever(pool),
         "minilm": PIERetriever.from_demonstrations(pool, models.minilm, content_scorer=None),
     }
     for s, w in pairs:
-        conditions[_cond(s, w)] = WeightedRetriever(pies[s], w)
+        conditions[_cond(s, w)] = WeightedRetriever(pies[s], w, content_of)
     conditions["oracle"] = SameTaskRetriever(pool, task_of)
     for s in oracle_scorers:
-        conditions[f"oracle+{s}"] = ContentOracleRetriever(pool, task_of, models.scorer(s))
+        conditions[f"oracle+{s}"] = ContentOracleRetriever(pool, task_of, models.scorer(s), content_of=content_of)
     return conditions
 
 
@@ -210,11 +212,12 @@ def task_match(data: dict[str, Any], models: _Models, scorers: Sequence[str], we
     for name, (pool, splits, _) in data.items():
         queries = splits["dev"] + splits["test"]
         texts = [q.instruction for q in queries]
+        content = [q.text(("instruction", "input")) for q in queries]
         rows: dict[str, Any] = {}
         for s in scorers:
             pie = PIERetriever.from_demonstrations(pool, models.task, content_scorer=models.scorer(s))
             for w in sorted({0.0, *weights}):
-                hits = pie.retrieve_batch(texts, k, content_weight=w)
+                hits = pie.retrieve_batch(texts, k, content_weight=w, content_queries=content)
                 p = [sum(h.demonstration.metadata.get("task") == q.metadata["task"] for h in hs) / k for hs, q in zip(hits, queries)]
                 rows[_cond(s, w)] = round(sum(p) / len(p), 4)
         out[name] = {"n_queries": len(queries), "p@k": rows}
