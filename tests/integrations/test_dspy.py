@@ -114,5 +114,5 @@ def test_task_match_real_model_beats_dspy_default_embedding():
         knn = dspy.KNN(k=4, trainset=train, vectorizer=vectorizer)
         return sum(e.task == q.metadata["task"] for q in queries for e in knn(instruction=q.instruction)) / (4 * len(queries))
 
-    pie, default = match(PIEEmbedder(enc)), match(dspy.Embedder(enc.encode))
+    pie, default = match(PIEEmbedder(enc)), match(dspy.Embedder(enc.encode, caching=False))
     assert pie >= default and pie > 0.7, (pie, default)
