@@ -14,7 +14,8 @@ Sections (each writes results/own_pool_<section>.json; run one with --only):
 - ``llamaindex``: task match at k=4: ``PIELlamaIndexRetriever`` vs a ``VectorStoreIndex`` whose nodes carry the
   demonstration's output and topic as metadata (LlamaIndex embeds metadata by default), same model.
 
-    python benchmarks/own_pool.py [--only train_bundled,search,...] [--data ../shared/ieb]
+    python benchmarks/own_pool.py [--only train_bundled,search,...] [--data ../shared/ieb] [--threads N]
+    python benchmarks/own_pool.py --render      # the tables of docs/cli.md, training.md, dspy.md, llamaindex.md
 """
 
 from __future__ import annotations
@@ -215,6 +216,69 @@ def llamaindex_match(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# -- tables in the docs -------------------------------------------------------------------------------
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"own_pool_{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _load_note(d: dict[str, Any]) -> str:
+    return f"load average {d['load_average_at_start'][0]:.0f} → {d['load_average_at_end'][0]:.0f} on {d['cores']} cores"
+
+
+def _table_search(d: dict[str, Any]) -> str:
+    return (f"| 1,000 queries, {d['pool']} | wall time |\n|---|---|\n"
+            f"| `search --queries FILE -o picks.jsonl` (one process, batched) | **{d['batch_seconds']:.1f} s** |\n"
+            f"| 1,000 × `search DIR QUERY --json` (mean of 20 processes × 1,000) | {d['single_calls_1000_estimated_seconds']:,.0f} s "
+            f"({d['single_call_mean_seconds']:.2f} s per call) |\n\n"
+            f"{d['speedup']:.0f}× faster; measured with {_load_note(d)} (the machine was shared), so the absolute "
+            "times are high; the ratio is the figure to keep.")
+
+
+def _metrics(m: dict[str, Any]) -> str:
+    return f"{m['p@1']:.3f} | {m['p@4']:.3f} | {m['mrr@10']:.3f}"
+
+
+def _table_train(b: dict[str, Any] | None, i: dict[str, Any] | None) -> str:
+    rows = ["| pool (evaluation) | model | P@1 | P@4 | MRR@10 | training | wall time (all) |", "|---|---|---|---|---|---|---|"]
+    for d in (x for x in (b, i) if x):
+        pool = f"{d['pool']} ({d['eval']}, {d['base']['queries']} queries)"
+        rows.append(f"| {pool} | base MiniLM (no training) | {_metrics(d['base'])} | – | – |")
+        rows.append(f"| | **tuned on the pool** ({d['steps']} steps) | **{_metrics(d['tuned'])}** | {d['seconds']['train']:.0f} s "
+                    f"| {d['wall_seconds']:.0f} s |")
+        if "shipped_pie_minilm" in d:
+            rows.append(f"| | shipped `pie-minilm` (IEB-trained), for reference | {_metrics(d['shipped_pie_minilm'])} | – | – |")
+    notes = "; ".join(f"{d['section']}: {_load_note(d)}, {d['threads']} thread(s)" for d in (b, i) if d)
+    return "\n".join(rows) + f"\n\nMeasured on the shared 2-core machine ({notes})."
+
+
+def _table_framework(d: dict[str, Any]) -> str:
+    names = list(d["pie-minilm"])
+    rows = ["| retrieval (k = 4) | `pie-minilm` | `minilm` |", "|---|---|---|"]
+    rows += [f"| {n} | {d['pie-minilm'][n]:.3f} | {d['minilm'][n]:.3f} |" for n in names]
+    return "\n".join(rows) + f"\n\nTask match over {d['queries']} held-out queries; `python benchmarks/own_pool.py --only {d['section']}` ({_load_note(d)})."
+
+
+def render() -> None:
+    """Write the tables between the own-pool markers of the docs pages from results/own_pool_*.json."""
+    import re
+
+    tables = {}
+    if (d := _load("search")) is not None:
+        tables[("docs/cli.md", "own-pool-search")] = _table_search(d)
+    if _load("train_bundled") or _load("train_ift"):
+        tables[("docs/training.md", "own-pool-train")] = _table_train(_load("train_bundled"), _load("train_ift"))
+    for name, page in (("dspy", "docs/dspy.md"), ("llamaindex", "docs/llamaindex.md")):
+        if (d := _load(name)) is not None:
+            tables[(page, f"own-pool-{name}")] = _table_framework(d)
+    for (page, marker), table in tables.items():
+        path = REPO / page
+        text = path.read_text(encoding="utf-8")
+        new = re.sub(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", lambda m, t=table: m.group(1) + t + m.group(2), text, flags=re.S)
+        path.write_text(new, encoding="utf-8")
+        print(f"rendered {marker} into {page}", file=sys.stderr)
+
+
 SECTIONS: dict[str, Callable[[Path, argparse.Namespace], dict[str, Any]]] = {
     "dspy": dspy_match, "llamaindex": llamaindex_match, "search": search, "train_bundled": train_bundled, "train_ift": train_ift,
 }
@@ -225,7 +289,11 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for training (default: every core)")
     parser.add_argument("--data", default=os.environ.get("PIE_IEB_DIR", str(REPO.parent / "shared" / "ieb")), help="IEB folder")
+    parser.add_argument("--render", action="store_true", help="only write the tables into the docs from results/")
     args = parser.parse_args()
+    if args.render:
+        render()
+        return 0
     RESULTS.mkdir(exist_ok=True)
     for name in [s.strip() for s in args.only.split(",") if s.strip()]:
         if name not in SECTIONS:
