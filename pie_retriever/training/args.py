@@ -62,6 +62,7 @@ class TrainingArguments:
     max_anchors_per_label: int = 16
     hard_negatives: bool = True
     contexts: float = 0.0  # share of instructions that get a topic-swapped passage pair (training/context_data.py)
+    init_adapter: str | None = None  # warm start from a LoRA artifact (folder or alias; training/warm_start.py)
     # optimisation
     temperature: float = 0.05
     batch_size: int = 64
@@ -123,6 +124,9 @@ class TrainingArguments:
             if not ok:
                 msg = f"{name}={getattr(self, name)!r} is out of range."
                 raise TrainingConfigError(msg)
+        if self.init_adapter is not None and (self.method != "lora" or not isinstance(self.init_adapter, str) or not self.init_adapter):
+            msg = f"init_adapter must be an artifact folder or alias and needs method='lora', got {self.init_adapter!r} with method={self.method!r}."
+            raise TrainingConfigError(msg)
         if not self.lora_targets:
             msg = "lora_targets is empty; name the linear modules to adapt, e.g. ('query', 'key', 'value', 'dense')."
             raise TrainingConfigError(msg)
@@ -168,8 +172,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the paper's prompt: same data and steps, 2.65x the tokens per step (longer inputs)
     "pie-prompt": {"prompt": "pie"},
     # long-context robustness: instructions joined to their own ift_test context and to topic-swapped passages
-    # (a twin of another task shares each passage); longer token budget (training/context_data.py)
-    "long-context": {"contexts": 0.35, "max_length": 256, "max_instruction_words": 320, "micro_batch": 32},
+    # (a twin of another task shares each passage), longer token budget (training/context_data.py); warm start
+    # from the shipped adapter, 100 more steps at a lower learning rate (training/warm_start.py)
+    "long-context": {"contexts": 0.35, "max_length": 256, "max_instruction_words": 320, "micro_batch": 32,
+                     "init_adapter": "pie-minilm", "max_steps": 100, "learning_rate": 3e-4, "warmup_ratio": 0.05},
     # a few steps on a slice of the data: smoke tests and CI
     "tiny": {"sources": ("ift_test",), "max_steps": 3, "batch_size": 8, "lora_r": 4, "lora_alpha": 8,
              "warmup_ratio": 0.0, "log_every": 1},

@@ -6,7 +6,7 @@ topic can drown the task. This builder adds, to a labelled set of instructions (
 1. **own contexts**: every ``ift_test`` sample whose ``input`` carries context after the instruction (IEB's
    ``input`` is the instruction followed by its context), as written there, with its gold label;
 2. **topic-swapped pairs**: for a share ``contexts`` of the instructions, the instruction joined to a random
-   passage (a window of 10–90 words) with one of :data:`JOINS` (instruction first or passage first), and a
+   passage (a window of 10–60 words) with one of :data:`JOINS` (instruction first or passage first), and a
    *twin*: an instruction of a confusable other label (shares the verb or the noun, else any other label)
    joined to the **same** passage. :class:`ContextTripletSampler` uses the twin as the hard negative half of
    the time, so the loss sees two prompts with one passage and two tasks and must tell them apart.
@@ -26,7 +26,7 @@ from ..datasets.ieb import IFT_TEST, held_out_instructions, iter_samples, read_j
 from ..errors import TrainingDataError
 from .data import LabelledSet, TripletSampler, normalize_text
 
-__all__ = ["JOINS", "ContextTripletSampler", "ift_contexts", "with_contexts"]
+__all__ = ["JOINS", "ContextTripletSampler", "ift_contexts", "provenance", "with_contexts"]
 
 #: How an instruction and a passage are joined (``{i}`` instruction, ``{p}`` passage); written for this project.
 JOINS: tuple[str, ...] = (
@@ -43,7 +43,7 @@ JOINS: tuple[str, ...] = (
 )
 MIN_OUTPUT_WORDS = 15
 MIN_CONTEXT_WORDS = 8
-PASSAGE_WORDS = (10, 90)
+PASSAGE_WORDS = (10, 60)
 INSTRUCTION_WORDS = 64
 
 
@@ -141,12 +141,36 @@ def with_contexts(args: Any, data: LabelledSet, report: dict[str, Any]) -> tuple
     pairs = _add_pairs(data, out, passages, args.contexts, args.seed, twins)
     sampler = ContextTripletSampler(out.labels, twins, seed=args.seed, hard_negatives=args.hard_negatives,
                                     min_label_count=args.min_label_count, max_anchors_per_label=args.max_anchors_per_label)
-    report = {**report, **out.stats(), "contexts": {
+    report = {**report, **out.stats(), "provenance": provenance(args.data_dir), "contexts": {
         "own_context_rows": len(own_kept), "passages": len(passages), "swapped_pairs": pairs,
         "swapped_rows": 2 * pairs, "share": args.contexts, "joins": len(JOINS), "passage_words": list(PASSAGE_WORDS),
         "passage_source": "ift_test outputs (>= 15 words) and contexts (>= 8 words); held-out instructions' samples skipped",
     }}
     return out, report, sampler
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def provenance(data_dir: str | Path) -> list[dict[str, str]]:
+    """Where every training text of the long-context recipe comes from (written into the artifact card)."""
+    from ..datasets.ieb import EFT_TEST, EFT_TRAIN_UNSUP, IIS_TEST
+
+    d = Path(data_dir)
+    return [
+        {"set": "ift_test", "file": f"IEB {IFT_TEST} (sha256 {_sha256(d / IFT_TEST)[:16]})",
+         "use": "instructions with their gold labels; their inputs (instruction + context) as own-context rows; "
+                "their outputs (>= 15 words) and contexts (>= 8 words) as the passages of the topic-swapped pairs"},
+        {"set": "eft_train_unsup", "file": f"IEB {EFT_TRAIN_UNSUP} (sha256 {_sha256(d / EFT_TRAIN_UNSUP)[:16]})",
+         "use": "instructions with silver verb|noun labels from pie_retriever.labeling (mapped onto gold ## labels)"},
+        {"set": "held out", "file": f"IEB {EFT_TEST}, {IIS_TEST}",
+         "use": "read only to drop every one of their instructions (and the ift_test samples that repeat them, passages included)"},
+        {"set": "joins", "file": "pie_retriever/training/context_data.py JOINS",
+         "use": f"{len(JOINS)} instruction/passage joins written for this project; no prompt-template collection"},
+    ]
 
 
 class ContextTripletSampler(TripletSampler):

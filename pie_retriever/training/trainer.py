@@ -269,6 +269,10 @@ def _setup(args: TrainingArguments, output_dir: str | Path, data: LabelledSet | 
     label_ids = [label_index.setdefault(lab, len(label_index)) for lab in data.labels]
     t_data = time.perf_counter() - t_start
     encoder, model, base_state = _setup_model(args)
+    if args.init_adapter:  # warm start from a trained LoRA artifact
+        from .warm_start import init_adapter
+
+        data_report["init_adapter"] = init_adapter(model, args)
     trainable, optimizer, scheduler = _setup_optimizer(args, model, total)
     prepared = [apply_prompt(encoder.prompt, _truncate_words(t, args.max_instruction_words)) for t in data.texts]
     token_ids = encoder.tokenizer(prepared, truncation=True, max_length=encoder.max_length)["input_ids"]
