@@ -232,57 +232,95 @@ def texts_and_queries(ieb: Path | None, seed: int) -> tuple[list[str], list[str]
     return base, [queries[i] for i in rng.permutation(len(queries))]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from pie_retriever import PIERetriever
-    from pie_retriever.bench.speed import PrecomputedEncoder, perturbed_copies, synthetic_texts
-    from pie_retriever.bench.storage import storage_rows
+SECTIONS = ("backends", "precision", "quality", "cold", "storage")
+_DEFAULT_ROW = "torch auto (policy: 1 thread + fp32 for one query; all cores + bf16 for batches)"
 
-    ieb = Path(os.environ.get("PIE_IEB_DIR", ROOT.parent / "shared" / "ieb"))
-    base, queries = texts_and_queries(ieb if ieb.is_dir() else None, args.seed)
-    results: dict[str, Any] = {"name": "speed_onnx", "created": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine_info(),
-                               "config": vars(args), "model": args.model}
-    print("loading encoders (the ONNX exports are built once into the cache)", flush=True)
-    backends = make_backends(args.model)
-    default = backends["torch auto (policy: 1 thread + fp32 for one query; all cores + bf16 for batches)"]()
-    n = args.sizes[0]
-    texts = synthetic_texts(base, n)
-    print(f"encoding {n:,} pool texts once (torch) for the {n:,}-demo retrievers", flush=True)
-    doc_vectors = cached_vectors(f"pool|{default.fingerprint}|{n}|{args.seed}|{texts[0]}|{texts[-1]}",
-                                 lambda: default.encode_documents(texts, show_progress=False))
-    demos = [{"id": f"s{i}", "instruction": t} for i, t in enumerate(texts)]
-    retrievers = {name: PIERetriever.from_demonstrations(demos, PrecomputedEncoder(get(), doc_vectors), show_progress=False)
+
+def _backends_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
+    from pie_retriever import PIERetriever
+    from pie_retriever.bench.speed import PrecomputedEncoder
+
+    backends, n = ctx["backends"], len(ctx["texts"])
+    demos = [{"id": f"s{i}", "instruction": t} for i, t in enumerate(ctx["texts"])]
+    retrievers = {name: PIERetriever.from_demonstrations(demos, PrecomputedEncoder(get(), ctx["doc_vectors"]), show_progress=False)
                   for name, get in backends.items()}
-    single, batch = queries[: args.n_single], (queries * 4)[: args.batch]
+    single, batch = ctx["queries"][: args.n_single], (ctx["queries"] * 4)[: args.batch]
     print("backends, idle", flush=True)
-    results["backends"] = {"pool": n, "index": "flat, fp16 vectors (the default)", "idle": backend_block(backends, retrievers, single, batch, args.budget)}
+    out = {"pool": n, "index": "flat, fp16 vectors (the default)", "hog_processes": args.hog,
+           "idle": backend_block(backends, retrievers, single, batch, args.budget)}
     with cpu_hog(args.hog, max_seconds=1800):
         print(f"backends, loaded ({args.hog} busy-loop processes)", flush=True)
-        results["backends"]["loaded"] = backend_block(backends, retrievers, single, batch, args.budget)
-    results["backends"]["hog_processes"] = args.hog
-    del retrievers
-    print("precision by call size (torch, 2 threads)", flush=True)
-    results["precision_crossover"] = precision_crossover(backends, base[:64] if len(base) >= 64 else (base * 64)[:64])
-    if ieb.is_dir():
-        print("quality (eft_test P@4, evaluation only)", flush=True)
-        results["quality"] = quality(backends, ieb)
+        out["loaded"] = backend_block(backends, retrievers, single, batch, args.budget)
+    return out
+
+
+def _cold_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pie-cold-") as tmp:
-        folders = cold_folders(backends, Path(tmp))
+        folders = cold_folders(ctx["backends"], Path(tmp))
         print("cold start, idle", flush=True)
-        results["cold_start"] = {"idle": cold_start(folders, args.repeats), "load_idle": load_average()}
+        out = {"idle": cold_start(folders, args.repeats), "load_idle": load_average()}
         with cpu_hog(args.hog, max_seconds=900):
-            results["cold_start"]["loaded"] = cold_start(folders, args.repeats)
-            results["cold_start"]["load_loaded"] = load_average()
-    qv = default.encode_queries(queries[: args.storage_queries], show_progress=False)
-    results["storage"] = {}
+            out["loaded"] = cold_start(folders, args.repeats)
+            out["load_loaded"] = load_average()
+    return out
+
+
+def _storage_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
+    from pie_retriever.bench.speed import perturbed_copies, synthetic_texts
+    from pie_retriever.bench.storage import storage_rows
+
+    doc_vectors = ctx["doc_vectors"]
+    qv = ctx["backends"][_DEFAULT_ROW]().encode_queries(ctx["queries"][: args.storage_queries], show_progress=False)
+    out = {}
     for size in args.sizes:
-        vectors = doc_vectors[:size] if size <= len(doc_vectors) else perturbed_copies(doc_vectors, size, seed=args.seed)
-        print(f"storage options at {size:,} ({'real vectors' if size <= len(doc_vectors) else 'perturbed copies of the real vectors'})", flush=True)
-        rows = storage_rows(vectors, qv, texts=synthetic_texts(base, size), n_single=args.n_single)
-        results["storage"][str(size)] = {"rows": rows, "vectors_source": "real" if size <= len(doc_vectors) else "perturbed copies",
-                                         "load": load_average()}
+        real = size <= len(doc_vectors)
+        vectors = doc_vectors[:size] if real else perturbed_copies(doc_vectors, size, seed=args.seed)
+        print(f"storage options at {size:,} ({'real vectors' if real else 'perturbed copies of the real vectors'})", flush=True)
+        rows = storage_rows(vectors, qv, texts=synthetic_texts(ctx["base"], size), n_single=args.n_single)
+        out[str(size)] = {"rows": rows, "vectors_source": "real" if real else "perturbed copies", "load": load_average()}
         for row in rows:
             print(f"  {row['kind']} {row['vectors']}: recall@4 {row['recall_at_4']:.4f}, {row['index_file_bytes_per_vector']:.0f} B/vector, "
                   f"RSS {row.get('rss_bytes_per_demo', 0):.0f} B/demo, search p50 {row['single']['p50_ms']:.3f} ms", flush=True)
+    return out
+
+
+def _context(args: argparse.Namespace) -> dict[str, Any]:
+    """Texts, queries, the encoders under test and the document vectors of the pool (cached between runs)."""
+    from pie_retriever.bench.speed import synthetic_texts
+
+    ieb = Path(os.environ.get("PIE_IEB_DIR", ROOT.parent / "shared" / "ieb"))
+    base, queries = texts_and_queries(ieb if ieb.is_dir() else None, args.seed)
+    print("loading encoders (the ONNX exports are built once into the cache)", flush=True)
+    backends = make_backends(args.model)
+    default = backends[_DEFAULT_ROW]()
+    texts = synthetic_texts(base, args.sizes[0])
+    print(f"pool vectors: {len(texts):,} texts (torch, cached between runs)", flush=True)
+    doc_vectors = cached_vectors(f"pool|{default.fingerprint}|{len(texts)}|{args.seed}|{texts[0]}|{texts[-1]}",
+                                 lambda: default.encode_documents(texts, show_progress=False))
+    return {"ieb": ieb, "base": base, "queries": queries, "backends": backends, "texts": texts, "doc_vectors": doc_vectors}
+
+
+def run(args: argparse.Namespace, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The chosen sections; with ``previous`` (``--merge``), the other sections are kept from the earlier run."""
+    ctx = _context(args)
+    results: dict[str, Any] = dict(previous or {})
+    results.update({"name": "speed_onnx", "created": time.strftime("%Y-%m-%d %H:%M:%S %z"), "machine": machine_info(),
+                    "config": vars(args), "model": args.model})
+    results.setdefault("section_created", {})
+    for section in args.sections:
+        if section == "backends":
+            results["backends"] = _backends_section(args, ctx)
+        elif section == "precision":
+            print("precision by call size (torch, 2 threads)", flush=True)
+            results["precision_crossover"] = precision_crossover(ctx["backends"], ctx["base"][:64])
+        elif section == "quality" and ctx["ieb"].is_dir():
+            print("quality (eft_test P@4, evaluation only)", flush=True)
+            results["quality"] = quality(ctx["backends"], ctx["ieb"])
+        elif section == "cold":
+            results["cold_start"] = _cold_section(args, ctx)
+        elif section == "storage":
+            results["storage"] = _storage_section(args, ctx)
+        results["section_created"][section] = time.strftime("%Y-%m-%d %H:%M:%S %z")
     results["machine"]["load_average_end"] = load_average()
     return results
 
@@ -299,8 +337,10 @@ def render(results: dict[str, Any]) -> str:
              f"{b['idle']['load_before'][0]}→{b['idle']['load_after'][0]}, loaded block {b['loaded']['load_before'][0]}→"
              f"{b['loaded']['load_after'][0]} (with {b['hog_processes']} busy-loop processes of ours).", "",
              f"Single-query retrieve = encode + exact search over {b['pool']:,} demonstrations ({b['index']}), k = 4; "
-             "batch = texts/s of one `encode_documents` call.", "",
-             "| backend, precision, threads | encode p50 / p99 ms idle | retrieve p50 / p99 ms idle | retrieve p50 / p99 ms loaded | "
+             "batch = texts/s of one `encode_documents` call.", ""]
+    if results.get("section_created"):
+        lines += ["Sections measured at: " + ", ".join(f"{k} {v}" for k, v in results["section_created"].items()) + ".", ""]
+    lines += ["| backend, precision, threads | encode p50 / p99 ms idle | retrieve p50 / p99 ms idle | retrieve p50 / p99 ms loaded | "
              "batch texts/s idle | batch texts/s loaded | eft_test P@4 |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     q = results.get("quality", {})
@@ -362,6 +402,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2k/20k pools, 30 single queries, 128-text batch")
     p.add_argument("--render", action="store_true", help="only rewrite docs/speed.md from results/speed_onnx.json")
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="parts to run (default: all)")
+    p.add_argument("--merge", action="store_true", help="keep the other sections of the existing results/speed_onnx.json")
     p.add_argument("--out", default=str(ROOT / "results"))
     args = p.parse_args()
     if args.render:
@@ -370,7 +412,10 @@ def main() -> None:
     if args.quick:
         args.sizes, args.n_single, args.batch, args.repeats, args.storage_queries = [2_000, 20_000], 30, 128, 1, 200
     warnings.filterwarnings("ignore", message=".*longer than max_length.*")
-    results = run(args)
+    previous = None
+    if args.merge and (Path(args.out) / "speed_onnx.json").is_file():
+        previous = json.loads((Path(args.out) / "speed_onnx.json").read_text())
+    results = run(args, previous)
     path = save_results(results, args.out, "speed_onnx")
     print(f"wrote {path}")
     if not args.quick:
