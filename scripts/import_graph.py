@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("downstream", {"downstream"}),
     ("bench", {"bench"}),
     ("integrations", {"integrations"}),
-    ("app", {"cli", "demo", "__main__"}),
+    ("app", {"cli", "pool_cli", "demo", "__main__"}),
 ]
 #: Static arrows that the design allows on purpose (none today).
 ALLOWED: set[tuple[str, str]] = set()
