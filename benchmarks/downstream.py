@@ -334,10 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=os.environ.get("PIE_IEB_DIR", str(REPO.parent / "shared" / "ieb")))
     parser.add_argument("--section", default="all", choices=["all", *SECTIONS])
     parser.add_argument("--render", action="store_true", help="only render the docs tables from results/downstream_*.json")
+    parser.add_argument("--threads", type=int, default=None, help="torch and faiss threads (default: theirs)")
     args = parser.parse_args(argv)
     if args.render:
         return render()
     RUNS.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        import faiss
+        import torch
+
+        torch.set_num_threads(args.threads)  # on a shared, busy machine one thread is far faster than two
+        faiss.omp_set_num_threads(args.threads)
     ctx = Context(Path(args.data))
     for name in list(SECTIONS) if args.section == "all" else [args.section]:
         start = time.perf_counter()
@@ -350,7 +357,93 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # -- rendering ---------------------------------------------------------------------------------------------
+def _ms(cell: dict[str, float], fmt: str = ".1f") -> str:
+    return format(cell["mean"], fmt) + (f" ± {format(cell['sd'], fmt)}" if cell.get("runs", 1) > 1 else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def render_selection(res: dict[str, Any]) -> str:
+    parts = []
+    for set_name, block in res["sets"].items():
+        budgets = list(block["by_budget"])
+        first = block["by_budget"][budgets[0]]
+        any_row = next(iter(first.values()))
+        header = ["method", *[f"{b}: distinct tasks" for b in budgets], *[f"{b}: smallest kept" for b in budgets]]
+        rows = [[method, *[_ms(block["by_budget"][b][method]["distinct"]) for b in budgets],
+                 *[_ms(block["by_budget"][b][method]["rare_kept"], ".3f") for b in budgets]] for method in first]
+        parts.append(f"**{set_name}**: {block['n']:,} instructions, {block['labels']:,} labels; smallest tasks = the "
+                     f"{any_row['rare_labels']:,} labels with at most {any_row['rare_max_size']} instruction(s).\n\n" + _table(header, rows))
+        ent = [[method, *[_ms(block["by_budget"][b][method]["entropy_bits"], ".2f") for b in budgets]] for method in first]
+        parts.append("Entropy of the kept task distribution (bits):\n\n" + _table(["method", *[f"budget {b}" for b in budgets]], ent))
+    return "\n\n".join(parts)
+
+
+def render_compression(res: dict[str, Any]) -> str:
+    systems = ", ".join(f"{n} {v:.3f}" for n, v in sorted(res["systems"].items(), key=lambda kv: -kv[1]))
+    rows = []
+    for ratio, block in res["by_ratio"].items():
+        for method, cell in block.items():
+            rows.append([f"{float(ratio):g} ({cell['kept']})", method, _ms(cell["tau"], ".3f"), f"{cell['tau_is_1']:.2f}",
+                         _ms(cell["mae"], ".4f"), _ms(cell["max_err"], ".4f"), _ms(cell["tv"], ".3f")])
+    head = ["ratio (items)", "subset", "Kendall τ", "share τ = 1", "mean abs. error", "max abs. error", "task TV distance"]
+    return f"Systems (full-set P@4 over {res['n']:,} eft_test items): {systems}.\n\n" + _table(head, rows)
+
+
+def render_compare(res: dict[str, Any]) -> str:
+    out = []
+    for model in ("pie-minilm", "minilm"):
+        r = res[model]
+        names = [f"{n} ({s:,})" for n, s in zip(r["names"], r["sizes"])]
+        cov = [[n, *(f"{v:.3f}" for v in row)] for n, row in zip(names, r["coverage"])]
+        out.append(f"Coverage, {model} (row covered by column; diagonal leave-one-out):\n\n" + _table(["", *r["names"]], cov))
+    wd = res["pie-minilm"]
+    rows = [[n, *(f"{v:.4f}" for v in row)] for n, row in zip(wd["names"], wd["wasserstein"])]
+    out.append("Mean per-dimension Wasserstein distance, pie-minilm:\n\n" + _table(["", *wd["names"]], rows))
+    return "\n\n".join(out)
+
+
+def render_tasks(res: dict[str, Any]) -> str:
+    e = res["eft_test"]
+    rows = [[m, str(e[m]["k"]), f"{e[m]['ari']:.3f}", f"{e[m]['name_accuracy']:.3f}"] for m in ("pie-minilm", "minilm")]
+    t1 = (f"eft_test ({e['n']:,} instructions, {e['gold_labels']} gold labels; the labeler alone agrees with the gold "
+          f"label on {e['labeler_agreement']:.3f} of the instructions):\n\n" + _table(["model", "clusters (chosen)", "ARI vs gold", "name accuracy"], rows))
+    u = res["eft_train_unsup"]
+    top = [[str(i), c["name"], f"{c['size']:,}", f"{c['share']:.1%}", f"{c['purity']:.2f}", c["examples"][0][:70].replace("|", "/")]
+           for i, c in enumerate(u["top"], 1)]
+    t2 = (f"eft_train_unsup ({u['n']:,} instructions, {u['k']} clusters chosen), the 15 biggest:\n\n"
+          + _table(["#", "task", "size", "share", "purity", "instruction nearest the centre"], top))
+    return t1 + "\n\n" + t2
+
+
+def render_scale(res: dict[str, Any]) -> str:
+    rows = [[k.replace("_", " "), f"{v['wall_seconds']:.1f}", f"{v['load_before']:.1f} → {v['load_after']:.1f}", v["report"].split("[")[-1].rstrip("]")]
+            for k, v in (("cold", res["cold"]), ("cached_embeddings", res["cached_embeddings"]))]
+    return (f"Pool: {res['pool']}. Command: `{res['command']}`.\n\n"
+            + _table(["run", "wall time (s)", "load average (1 min) before → after", "stages (from the command's own report)"], rows))
+
+
+RENDERERS = {"selection": render_selection, "compression": render_compression, "compare": render_compare, "tasks": render_tasks, "scale": render_scale}
+
+
 def render() -> int:
+    """Replace the text between ``<!-- downstream-NAME:start -->`` and ``<!-- downstream-NAME:end -->`` in docs/downstream.md."""
+    import re
+
+    text = DOCS.read_text(encoding="utf-8")
+    for name, fn in RENDERERS.items():
+        path = RESULTS / f"downstream_{name}.json"
+        if not path.is_file():
+            continue
+        res = json.loads(path.read_text(encoding="utf-8"))
+        block = fn(res) + f"\n\n<sub>`{res['meta']['command']}`, {res['meta']['seconds']:.0f} s, load average after {res['meta']['load_average_after'][0]:.1f} on {res['meta']['cpus']} cores.</sub>"
+        pattern = rf"(<!-- downstream-{name}:start -->\n).*?(\n<!-- downstream-{name}:end -->)"
+        text = re.sub(pattern, lambda m, b=block: m.group(1) + b + m.group(2), text, flags=re.S)
+    DOCS.write_text(text, encoding="utf-8")
+    print(f"rendered → {DOCS}", file=sys.stderr)
     return 0
 
 

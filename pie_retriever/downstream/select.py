@@ -62,8 +62,8 @@ def select_subset(vectors: np.ndarray, budget: int, method: str = "kmeans", *, l
                   seed: int = 0, niter: int = 20, show_progress: bool = False) -> np.ndarray:
     """Row indices (sorted) of a subset of ``budget`` rows chosen by ``SELECT_METHODS[method]``.
 
-    ``kmeans`` can return fewer rows than ``budget`` only when faiss leaves clusters empty (duplicated
-    vectors); ``labels`` (one per row) is required by ``task-quota`` only.
+    ``kmeans`` fills the slots of clusters faiss leaves empty (duplicated vectors) with the rows least similar
+    to those kept, so exactly ``budget`` rows come back; ``labels`` (one per row) is required by ``task-quota`` only.
     """
     check_choice("selection method", method, SELECT_METHODS)
     x = np.asarray(vectors, dtype=np.float32)
@@ -81,7 +81,23 @@ def select_subset(vectors: np.ndarray, budget: int, method: str = "kmeans", *, l
             msg = f"method 'task-quota' needs one task label per row ({len(x)}), got {got}; pass labels (gold or silver)."
             raise ConfigError(msg)
         return _task_quota(x, budget, labels, seed)
-    return nearest_to_centroids(x, kmeans(x, budget, seed=seed, niter=niter, show_progress=show_progress))
+    picked = nearest_to_centroids(x, kmeans(x, budget, seed=seed, niter=niter, show_progress=show_progress))
+    return _top_up(x, picked, budget)
+
+
+def _top_up(x: np.ndarray, picked: np.ndarray, budget: int) -> np.ndarray:
+    """Fill the slots of empty clusters (duplicated vectors) with the rows least similar to every row kept."""
+    chosen = list(picked)
+    if len(chosen) >= budget:
+        return np.sort(np.asarray(chosen[:budget], dtype=np.int64))
+    best = (x @ x[chosen].T).max(axis=1)
+    best[chosen] = np.inf
+    for _ in range(budget - len(chosen)):
+        pick = int(np.argmin(best))
+        chosen.append(pick)
+        np.maximum(best, x @ x[pick], out=best)
+        best[pick] = np.inf
+    return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
 def selection_report(vectors: np.ndarray, labels: Sequence[str], budget: int, method: str, *, seeds: int = 5,

@@ -76,3 +76,11 @@ def test_summarize_and_report(clustered):
     rep = selection_report(x, labels, 10, "kmeans", seeds=3, baseline_vectors=x[:, ::-1].copy())
     assert rep["selected"]["distinct"] == 10 and rep["baseline"]["distinct"] == 10
     assert rep["random"]["runs"] == 3 and rep["random"]["distinct"] <= 10
+
+
+def test_kmeans_returns_the_budget_even_with_duplicates():
+    x, _ = blobs(n_clusters=3, per=4)
+    dup = np.concatenate([np.repeat(x[:1], 40, axis=0), x])  # 40 copies of one vector: clusters can go empty
+    for budget in (5, 12, 13):
+        picked = select_subset(dup, budget, "kmeans", seed=0)
+        assert len(picked) == budget and len(set(picked.tolist())) == budget
