@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auto-label", action="store_true", help="with --pool: label instructions that have no label with pie_retriever.labeling")
     p.add_argument("--eval-split", type=float, default=0.2,
                    help="with --pool: share of each label held out to measure P@4 before/after (default: %(default)s; 0 = none)")
+    p.add_argument("--split-by", default="instance", choices=["instance", "label"],
+                   help="with --pool: hold out instructions of every label (instance) or whole labels, evaluated "
+                        "leave-one-out (label: unseen tasks; for pools whose labels are small); default: %(default)s")
     p.add_argument("--eval-queries", default=None, metavar="FILE",
                    help="with --pool: labelled queries to evaluate on instead of a split (the whole pool trains)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch intra-op threads (default: every core)")
@@ -107,13 +110,16 @@ def _run_pool(args: argparse.Namespace, targs: Any) -> int:
     demos = load_pool(args.pool)
     queries = load_pool(args.eval_queries) if args.eval_queries else None
     res = train_on_pool(demos, args.output, label_field=args.label_field, auto_label=args.auto_label,
-                        eval_split=args.eval_split, eval_queries=queries, args=targs, progress=not args.quiet)
+                        eval_split=args.eval_split, split_by=args.split_by, eval_queries=queries, args=targs,
+                        progress=not args.quiet)
     rep = res.data_report
     print(f"Trained {res.steps} steps on {rep.get('instructions')} instructions / {rep.get('labels')} labels of {args.pool} "
           f"in {res.seconds['train']:.0f}s ({res.seconds['total']:.0f}s in all) → {res.output_dir}", file=sys.stderr)
     if res.base:
         where = f"{rep['eval_instructions']} held-out instructions" + (f" of {args.eval_queries}" if args.eval_queries else "")
-        print(f"Task match on {where} ({rep['eval_labels']} labels), retrieving from the {res.base['pool']} training instructions:")
+        source = ("each other, leave-one-out (labels unseen in training)" if rep.get("split_by") == "label" and not args.eval_queries
+                  else f"the {res.base['pool']} training instructions")
+        print(f"Task match on {where} ({rep['eval_labels']} labels), retrieving from {source}:")
         for name, m in (("base  " + targs.base_model, res.base), ("tuned " + str(res.output_dir), res.tuned)):
             print(f"  {name}: P@1 {m['p@1']:.3f}  P@4 {m['p@4']:.3f}  MRR@10 {m['mrr@10']:.3f}")
     print(f"Loss curve: {res.loss_png}; report: {res.output_dir / 'pool_eval.json'}", file=sys.stderr)

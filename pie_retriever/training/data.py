@@ -31,7 +31,7 @@ from ..labeling import FALLBACK_LABEL, NONE, parse_label
 logger = logging.getLogger(__name__)
 
 __all__ = ["LabelledSet", "TrainingDataError", "TripletSampler", "build_training_set", "labelled_set_from_pool", "normalize_text",
-           "silver_labels", "split_by_label"]
+           "silver_labels", "split_by_label", "SPLIT_MODES"]
 
 
 def normalize_text(text: str) -> str:
@@ -308,34 +308,56 @@ def _is_label(value: Any) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value).strip())
 
 
-def split_by_label(data: LabelledSet, eval_split: float, *, seed: int = 0) -> tuple[LabelledSet, LabelledSet, dict[str, object]]:
-    """Hold out ``eval_split`` of every label's instructions (seeded), keeping at least 2 of each label for training.
+#: How :func:`split_by_label` holds out: instructions of every label, or whole labels (unseen tasks).
+SPLIT_MODES: dict[str, str] = {
+    "instance": "hold out a share of every label's instructions; they query the rest (labels seen in training)",
+    "label": "hold out a share of the labels (with 2+ instructions); their instructions query each other, leave-one-out (unseen tasks)",
+}
 
-    Labels with fewer than 3 instructions stay whole in the training part. Returns ``(train, held_out, report)``;
-    the held-out instructions are queries whose label is in the training part, the way new queries meet a pool.
+
+def split_by_label(data: LabelledSet, eval_split: float, *, seed: int = 0, by: str = "instance",
+                   ) -> tuple[LabelledSet, LabelledSet, dict[str, object]]:
+    """Split ``data`` into a training part and held-out queries, seeded. Returns ``(train, held_out, report)``.
+
+    ``by="instance"``: hold out ``eval_split`` of every label's instructions, keeping at least 2 of each label for
+    training (labels with fewer than 3 stay whole); the held-out instructions query the training part, the way
+    new queries meet a pool. ``by="label"``: hold out ``eval_split`` of the labels that have 2+ instructions, whole;
+    their instructions are evaluated leave-one-out among themselves (tasks the model never saw), which works when
+    most labels are small (IEB's ift_test has none with 3+).
     """
+    from .._util import check_choice
+
     if isinstance(eval_split, bool) or not isinstance(eval_split, (int, float)) or not 0.0 <= eval_split < 1.0:
         msg = f"eval_split must be a share in [0, 1), got {eval_split!r}."
         raise TrainingDataError(msg)
+    check_choice("split mode", by, SPLIT_MODES)
     members: dict[str, list[int]] = defaultdict(list)
     for i, lab in enumerate(data.labels):
         members[lab].append(i)
     rng = random.Random(f"split-{seed}")
     held: set[int] = set()
-    for lab in sorted(members):
-        idx = list(members[lab])
-        n_eval = min(int(round(len(idx) * eval_split)), len(idx) - 2)
-        if n_eval > 0:
-            rng.shuffle(idx)
-            held.update(idx[:n_eval])
+    if by == "label":
+        candidates = sorted(lab for lab, idx in members.items() if len(idx) >= 2)
+        rng.shuffle(candidates)
+        for lab in candidates[: int(round(len(candidates) * eval_split))]:
+            held.update(members[lab])
+    else:
+        for lab in sorted(members):
+            idx = list(members[lab])
+            n_eval = min(int(round(len(idx) * eval_split)), len(idx) - 2)
+            if n_eval > 0:
+                rng.shuffle(idx)
+                held.update(idx[:n_eval])
     train, evals = LabelledSet(), LabelledSet()
     for i, (t, lab, src) in enumerate(zip(data.texts, data.labels, data.sources)):
         (evals if i in held else train).extend([t], [lab], src)
     if eval_split > 0 and not evals:
+        need = "2 or more instructions" if by == "label" else "3 or more instructions and round(n * eval_split) >= 1"
         msg = (f"eval_split={eval_split} holds out nothing from {len(data)} instructions / {len(members)} labels: a label "
-               "needs 3 or more instructions and round(n * eval_split) >= 1. Add data, raise eval_split, or pass "
-               "--eval-split 0 (no evaluation) or --eval-queries FILE.")
+               f"needs {need}. Add data, raise eval_split, "
+               + ("pass --split-by label (hold out whole labels), " if by == "instance" else "")
+               + "or pass --eval-split 0 (no evaluation) or --eval-queries FILE.")
         raise TrainingDataError(msg)
-    report = {"eval_split": eval_split, "train_instructions": len(train), "eval_instructions": len(evals),
+    report = {"eval_split": eval_split, "split_by": by, "train_instructions": len(train), "eval_instructions": len(evals),
               "eval_labels": len(set(evals.labels))}
     return train, evals, report

@@ -59,10 +59,11 @@ class PoolTrainResult:
         return out
 
 
-def task_match(model: Any, pool: LabelledSet, queries: LabelledSet, *, k: int = 4) -> dict[str, float]:
+def task_match(model: Any, pool: LabelledSet, queries: LabelledSet | None = None, *, k: int = 4) -> dict[str, float]:
     """P@1, P@k and MRR@10 of ``queries`` retrieving from ``pool`` (labels compared exactly).
 
-    ``model`` is a model spec or an :class:`~pie_retriever.encoders.base.Encoder`.
+    ``queries=None`` is leave-one-out: every instruction of ``pool`` queries the others. ``model`` is a model spec
+    or an :class:`~pie_retriever.encoders.base.Encoder`.
     """
     import numpy as np
 
@@ -71,13 +72,17 @@ def task_match(model: Any, pool: LabelledSet, queries: LabelledSet, *, k: int = 
 
     demos = [Demonstration(t, id=f"p{i}", metadata={"task": lab}) for i, (t, lab) in enumerate(zip(pool.texts, pool.labels))]
     retriever = PIERetriever.from_demonstrations(demos, model)
-    depth = min(max(k, 10), len(pool))
-    hits = retriever.retrieve_batch(queries.texts, k=depth)
+    loo = queries is None
+    queries = pool if loo else queries
+    depth = min(max(k, 10), len(pool) - loo)
+    hits = retriever.retrieve_batch(queries.texts, k=depth + loo)
+    if loo:  # drop each query's own entry
+        hits = [[h for h in row if h.demonstration.id != f"p{i}"][:depth] for i, row in enumerate(hits)]
     rel = np.array([[h.demonstration.metadata["task"] == lab for h in row] + [False] * (depth - len(row))
                     for row, lab in zip(hits, queries.labels)])
     first = np.where(rel.any(1), rel.argmax(1) + 1, np.inf)
     return {"p@1": round(float(rel[:, 0].mean()), 4), f"p@{k}": round(float(rel[:, :k].mean()), 4),
-            "mrr@10": round(float(np.mean(1.0 / first)), 4), "queries": len(queries), "pool": len(pool)}
+            "mrr@10": round(float(np.mean(1.0 / first)), 4), "queries": len(queries), "pool": len(pool) - loo}
 
 
 def plot_losses(losses: Sequence[float], path: str | Path, *, title: str = "training loss") -> Path:
@@ -118,13 +123,13 @@ def _as_labelled(queries: Any, label_field: str) -> LabelledSet:
 
 
 def _split(demos: Sequence[Any], label_field: str, auto_label: bool, eval_split: float, eval_queries: Any,
-           seed: int, progress: bool | None) -> tuple[LabelledSet, LabelledSet | None, dict[str, Any]]:
+           seed: int, progress: bool | None, split_by: str) -> tuple[LabelledSet, LabelledSet | None, dict[str, Any]]:
     data, report = labelled_set_from_pool(demos, label_field=label_field, auto_label=auto_label, show_progress=progress)
     if eval_queries is not None:
         queries = _as_labelled(eval_queries, label_field)
         report.update(eval="queries", eval_instructions=len(queries), eval_labels=len(set(queries.labels)))
         return data, queries, report
-    train, held, split = split_by_label(data, eval_split, seed=seed)
+    train, held, split = split_by_label(data, eval_split, seed=seed, by=split_by)
     report.update(eval="split", **split)
     return train, (held if len(held) else None), report
 
@@ -136,6 +141,7 @@ def train_on_pool(
     label_field: str = "task",
     auto_label: bool = False,
     eval_split: float = 0.2,
+    split_by: str = "instance",
     eval_queries: Sequence[Any] | LabelledSet | None = None,
     args: TrainingArguments | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -144,7 +150,8 @@ def train_on_pool(
     """Tune an instruction encoder on ``demos`` (their ``metadata[label_field]`` labels) and save an artifact.
 
     Evaluation: ``eval_queries`` (labelled demonstrations) retrieve from the whole pool, or else ``eval_split``
-    of each label is held out and retrieves from the rest (0 = no evaluation). ``args`` defaults to the
+    of each label is held out and retrieves from the rest (``split_by="instance"``), or ``eval_split`` of the labels
+    is held out and evaluated leave-one-out among themselves (``split_by="label"``); 0 = no evaluation. ``args`` defaults to the
     ``default`` recipe with :data:`POOL_DEFAULTS` and ``overrides``. Writes the artifact, ``pool_eval.json``
     (this result) and ``loss_curve.png`` into ``output_dir``.
     """
@@ -153,12 +160,15 @@ def train_on_pool(
     if args is None:
         args = TrainingArguments.from_recipe("default", **{**POOL_DEFAULTS, **dict(overrides or {})})
     t0 = time.perf_counter()
-    train_set, queries, report = _split(demos, label_field, auto_label, eval_split, eval_queries, args.seed, progress)
-    base = task_match(_base_encoder(args), train_set, queries) if queries is not None else {}
+    train_set, queries, report = _split(demos, label_field, auto_label, eval_split, eval_queries, args.seed, progress, split_by)
+    # held-out labels are evaluated leave-one-out among themselves; held-out instructions query the training part
+    pool, queries = (queries, None) if split_by == "label" and eval_queries is None and queries is not None else (train_set, queries)
+    evaluate = queries is not None or pool is not train_set
+    base = task_match(_base_encoder(args), pool, queries) if evaluate else {}
     t_base = time.perf_counter() - t0
     result = train(args, output_dir, data=train_set, data_report=report, progress=progress)
     t1 = time.perf_counter()
-    tuned = task_match(str(result.output_dir), train_set, queries) if queries is not None else {}
+    tuned = task_match(str(result.output_dir), pool, queries) if evaluate else {}
     seconds = {"data_and_base_eval": round(t_base, 1), "train": round(result.seconds, 1),
                "tuned_eval": round(time.perf_counter() - t1, 1), "total": round(time.perf_counter() - t0, 1)}
     out = PoolTrainResult(output_dir=Path(result.output_dir), base=base, tuned=tuned, data_report=result.data_report,

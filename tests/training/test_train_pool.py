@@ -42,14 +42,31 @@ def test_split_by_label_is_stratified_seeded_and_keeps_two():
     train, held, report = split_by_label(data, 0.2, seed=0)
     assert sorted(held.labels) == ["a", "a", "b"]  # round(10*.2)=2, round(3*.2)=1, c has only 2: kept whole
     assert len(train) + len(held) == len(data) and not set(train.texts) & set(held.texts)
-    assert report == {"eval_split": 0.2, "train_instructions": 12, "eval_instructions": 3, "eval_labels": 2}
+    assert report == {"eval_split": 0.2, "split_by": "instance", "train_instructions": 12, "eval_instructions": 3, "eval_labels": 2}
     assert split_by_label(data, 0.2, seed=0)[1].texts == held.texts
     assert len(split_by_label(data, 0.0)[1]) == 0
     with pytest.raises(TrainingDataError, match=r"eval_split must be a share in \[0, 1\)"):
         split_by_label(data, 1.5)
     tiny = LabelledSet(["x", "y"], ["a", "a"], ["pool", "pool"])
-    with pytest.raises(TrainingDataError, match="holds out nothing"):
+    with pytest.raises(TrainingDataError, match="holds out nothing.*--split-by label"):
         split_by_label(tiny, 0.2)
+
+
+def test_split_by_whole_labels_and_leave_one_out():
+    from pie_retriever.encoders.hashing import HashingEncoder
+    from pie_retriever.training.pool import task_match
+
+    data = LabelledSet()
+    for i in range(10):
+        data.extend([f"write a poem number {i}", f"compose a poem number {i}"], [f"poem{i}"] * 2, "pool")
+    data.extend(["a lonely instruction"], ["single"], "pool")
+    train, held, report = split_by_label(data, 0.2, seed=1, by="label")
+    assert report["eval_labels"] == 2 and len(held) == 4 and not set(held.labels) & set(train.labels)
+    assert "single" in train.labels  # singletons stay in training (negatives)
+    m = task_match(HashingEncoder(dim=64), held, k=1)  # leave-one-out: a query never finds itself
+    assert m["queries"] == 4 and m["pool"] == 3 and 0.0 <= m["p@1"] <= 1.0
+    with pytest.raises(ValueError, match="Unknown split mode 'x'"):
+        split_by_label(data, 0.2, by="x")
 
 
 def test_train_cli_print_config_needs_no_output(capsys):
