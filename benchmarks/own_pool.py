@@ -238,16 +238,17 @@ def _table_search(d: dict[str, Any]) -> str:
             "times are high; the ratio is the figure to keep.")
 
 
-def _metrics(m: dict[str, Any]) -> str:
-    return f"{m['p@1']:.3f} | {m['p@4']:.3f} | {m['mrr@10']:.3f}"
+def _metrics(m: dict[str, Any], bold: bool = False) -> str:
+    b = "**" if bold else ""
+    return " | ".join(f"{b}{m[key]:.3f}{b}" for key in ("p@1", "p@4", "mrr@10"))
 
 
 def _table_train(b: dict[str, Any] | None, i: dict[str, Any] | None) -> str:
     rows = ["| pool (evaluation) | model | P@1 | P@4 | MRR@10 | training | wall time (all) |", "|---|---|---|---|---|---|---|"]
     for d in (x for x in (b, i) if x):
-        pool = f"{d['pool']} ({d['eval']}, {d['base']['queries']} queries)"
+        pool = f"{d['pool']}; evaluation: {d['eval']}"
         rows.append(f"| {pool} | base MiniLM (no training) | {_metrics(d['base'])} | – | – |")
-        rows.append(f"| | **tuned on the pool** ({d['steps']} steps) | **{_metrics(d['tuned'])}** | {d['seconds']['train']:.0f} s "
+        rows.append(f"| | **tuned on the pool** ({d['steps']} steps) | {_metrics(d['tuned'], bold=True)} | {d['seconds']['train']:.0f} s "
                     f"| {d['wall_seconds']:.0f} s |")
         if "shipped_pie_minilm" in d:
             rows.append(f"| | shipped `pie-minilm` (IEB-trained), for reference | {_metrics(d['shipped_pie_minilm'])} | – | – |")
