@@ -334,6 +334,77 @@ def section_agreement(args: argparse.Namespace) -> dict:
     return out
 
 
+# -- the tables of docs/scale.md ------------------------------------------------------------------------
+DOC = ROOT / "docs" / "scale.md"
+_NAMES = {"milvus_lite_flat": "Milvus Lite, FLAT", "milvus_lite_hnsw": "Milvus Lite, HNSW", "faiss_flat_fp32": "faiss flat, fp32",
+          "faiss_flat_default": "faiss flat, fp16 (default)", "faiss_hnsw_default": "faiss HNSW, fp16 (default)"}
+
+
+def _index_table(m: dict) -> list[str]:
+    lines = [f"At {m['n']:,} vectors ({m['dim']}-d; {m['vectors']}), {m['queries']:,} queries, exact = numpy brute force:", "",
+             "| index | build (add all) | one query, median / p90 | batched ({} per call), per query | recall@4 | recall@10 | load avg |".format(
+                 next(iter(m["indexes"].values()))["batch"]),
+             "|---|---|---|---|---|---|---|"]
+    for key in ("milvus_lite_flat", "faiss_flat_fp32", "faiss_flat_default", "milvus_lite_hnsw", "faiss_hnsw_default"):
+        r = m["indexes"].get(key)
+        if r:
+            lines.append(f"| {_NAMES[key]} | {r['build_s']:.1f} s | {r['single_query_ms_median']:,.1f} / {r['single_query_ms_p90']:,.1f} ms | "
+                         f"{r['batched_query_ms_per_query']:.2f} ms | {r['recall@4']:.3f} | {r['recall@10']:.3f} | {r['load']} |")
+    f, p = m["filtered_query"], m["persistence"]
+    lines += ["", f"Filtered query on Milvus Lite FLAT (`task` = one of 14 tasks, {f['allowed']:,} allowed): pushed down as "
+              f"`meta_task in [...]` {f['pushed_down_ms_median']:,.0f} ms, sent as the id list {f['id_list_ms_median']:,.0f} ms (medians of 10).",
+              f"A Milvus-backed `PIERetriever` of {m['n']:,} demonstrations (vectors precomputed): `add` {p['retriever_add_s']:.0f} s, "
+              f"`save` {p['save_s']:.1f} s (files: {', '.join(p['saved_files'])}), `load` {p['load_s']:.0f} s (it reads every id and "
+              "vector back to check them)."]
+    return lines
+
+
+def _engine_table(e: dict) -> list[str]:
+    lines = ["| encoder, texts | one process | Ray, 2 actors × 1 CPU | Ray / one process (throughput) | vectors identical | load avg |",
+             "|---|---|---|---|---|---|"]
+    for key, name in (("default_model", "default model"), ("hashing", "hashing encoder (no model: the pipeline's own cost)")):
+        r = e[key]
+        lines.append(f"| {name}, {r['n']:,} | {r['single_process_s']:.1f} s ({r['single_texts_per_s']:,.1f}/s) | {r['ray_s']:.1f} s "
+                     f"({r['ray_texts_per_s']:,.1f}/s) | {r['ray_vs_single_throughput']:.2f} | {'yes' if r['identical_vectors'] else 'NO'} | "
+                     f"{r['load'][0]}–{r['load'][1]} |")
+    return lines
+
+
+def _agreement_table(a: dict) -> list[str]:
+    lines = ["| pool | queries | identical top-4 | differ only by a tie | top-4 set overlap | max score difference |", "|---|---|---|---|---|---|"]
+    for key, name in (("bundled_pool", "bundled pool"), ("templated", "templated instructions")):
+        r = a.get(key)
+        if r:
+            lines.append(f"| {name}, {r['pool']:,} | {r['queries']:,} | {r['identical_top_k']:,} | {r['differing_only_by_ties']} | "
+                         f"{r['set_overlap']:.4f} | {r['max_score_difference']:.1e} |")
+    return lines
+
+
+def render(result: dict) -> str:
+    s = result["startup"]
+    lines = ["Measured with `nice -n 10 python benchmarks/scale.py` (→ `results/scale.json`, `--render` rewrites this block) on 2 "
+             "shared cores while other developers' jobs ran: the load average is given per row, and every time here is "
+             "inflated by it. Versions: " + ", ".join(f"{k} {v}" for k, v in result["environment"]["versions"].items()) + ".", "",
+             "**Start-up costs** (load average {}): Milvus Lite, a new database file + collection + insert + search: {:.1f} s. "
+             "Ray: `ray.init(num_cpus=2)` {:.1f} s; an actor pool's first batch {:.1f} s with the hashing encoder and {:.1f} s "
+             "with the default model (each actor loads it); `ray.shutdown()` {:.1f} s.".format(
+                 s["load_before"], s["milvus_lite_first_collection_s"], s["ray_init_s"], s["ray_actor_pool_first_batch_hashing_s"],
+                 s["ray_actor_pool_first_batch_default_model_s"], s["ray_shutdown_s"]), ""]
+    lines += ["**Milvus Lite vs faiss.**", "", *_index_table(result["milvus"]), ""]
+    lines += ["**Ray Data (local) vs one process** (encoding only; one process uses 2 torch threads):", "", *_engine_table(result["encode"]), ""]
+    if "agreement" in result:
+        lines += ["**Top-4 agreement, Milvus Lite FLAT vs faiss flat (fp32)**, default model:", "", *_agreement_table(result["agreement"])]
+    return "\n".join(lines)
+
+
+def write_doc(result: dict) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    start, end = "<!-- scale:start -->", "<!-- scale:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    DOC.write_text(f"{head}{start}\n{render(result)}\n{end}{tail}", encoding="utf-8")
+
+
 SECTIONS = {"startup": section_startup, "encode": section_encode, "milvus": section_milvus, "agreement": section_agreement}
 
 
@@ -345,9 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agree-n", type=int, default=10_000, help="templated pool size of the agreement section")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("-o", "--output", default=str(ROOT / "results" / "scale.json"))
+    p.add_argument("--render", action="store_true", help="only rewrite the figures block of docs/scale.md from the JSON")
     args = p.parse_args(argv)
     out_path = Path(args.output)
     result = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    if args.render:
+        write_doc(result)
+        return 0
     from pie_retriever._util import library_versions
 
     result["environment"] = {"cpus": os.cpu_count(), "versions": library_versions(["pymilvus", "milvus-lite", "ray", "faiss-cpu", "torch"]),
