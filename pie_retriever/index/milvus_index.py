@@ -151,7 +151,7 @@ class MilvusIndex(VectorIndex):
                  filter_fields: Sequence[str] = DEFAULT_FILTER_FIELDS, drop_existing: bool = False, revision: int | None = None,
                  *, _attach: bool = False) -> None:
         opts = check_milvus_options({"uri": uri, "collection": collection, "index_type": index_type,
-                                     "filter_fields": list(filter_fields), "drop_existing": drop_existing,
+                                     "filter_fields": filter_fields, "drop_existing": drop_existing,
                                      **({} if revision is None else {"revision": revision})})
         self._dim = int(dim)
         self.uri, self.collection, self.index_type = opts["uri"], opts["collection"], opts["index_type"]
