@@ -394,6 +394,10 @@ def render(result: dict) -> str:
     lines += ["**Ray Data (local) vs one process** (encoding only; one process uses 2 torch threads):", "", *_engine_table(result["encode"]), ""]
     if "agreement" in result:
         lines += ["**Top-4 agreement, Milvus Lite FLAT vs faiss flat (fp32)**, default model:", "", *_agreement_table(result["agreement"])]
+        enc = result["agreement"].get("templated", {}).get("encoding")
+        if enc:
+            lines += ["", f"(Encoding the 11,000 templated texts once with the default model took {enc['encode_s']:.0f} s, "
+                      f"{enc['texts_per_s']}/s at load average {enc['load']}; cached in `runs/scale/`.)"]
     return "\n".join(lines)
 
 
