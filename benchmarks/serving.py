@@ -15,7 +15,7 @@ encoder, a vLLM generation server vs the in-process engine on the bundled-pool I
    ``vllm.LLM`` on the same SmolLM2 folder: identical answers, wall time of each.
 5. The error paths of ``ServerEncoder`` and ``PIEGenerator``: server down, HTTP 500 (the test suite's fake
    server: a real vLLM does not fail on demand), timeout, wrong model name, an over-long input without truncation.
-6. IEB eft_test task P@4 of DIR: ``pie-retriever eval ieb --data <a folder holding only eft_test.json> --model DIR``.
+6. IEB eft_test task P@4 of DIR: ``pie-retriever eval ieb --data ../shared/ieb --model DIR`` (evaluation only).
 
 The machine is shared (2 cores): the 1-minute load average is recorded next to every timing.
 """
@@ -74,7 +74,7 @@ def run_export(out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     path = export_model("pie-minilm", out, ieb_results=REPO / "results" / "ieb_eval.json")
     card = json.loads((path / "pie_export.json").read_text())
-    return {"seconds": round(time.perf_counter() - started, 1), "bytes": folder_size(path), "load1": load1(),
+    return {"seconds": round(time.perf_counter() - started, 1), "bytes": folder_size(path), "load1": load1(), "path": str(path),
             "files": sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()),
             "card": {k: card[k] for k in ("source", "base", "artifact", "prompt", "pooling", "dim", "identical_vectors", "fingerprint")}}
 
@@ -154,32 +154,60 @@ class ServerBackend:
         return [cut_at_stop(o.outputs[0].text, stop) for o in outs]
 
 
-def run_generation(in_process: Any, gen_server: Any) -> dict[str, Any]:
+def icl_setup() -> dict[str, Any]:
+    """The bundled pool, its short-answer held-out queries and the conditions (none, BM25, PIE)."""
     from pie_retriever import PIERetriever
-    from pie_retriever.bench.icl import SHORT_ANSWER_TASKS, run_icl
+    from pie_retriever.bench.icl import SHORT_ANSWER_TASKS
     from pie_retriever.bm25 import BM25Retriever
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.integrations.openai_server import OpenAIServerLLM
     from pie_retriever.pools import load_bundled_pool, load_bundled_queries
 
     pool = load_bundled_pool()
     queries = [q for q in load_bundled_queries() if q.metadata.get("task") in SHORT_ANSWER_TASKS]
     conditions = {"none": None, "bm25": BM25Retriever(pool), "pie": PIERetriever.from_demonstrations(pool, TransformerEncoder("pie-minilm"))}
-    server = ServerBackend(OpenAIServerLLM(base_url=gen_server.base_url))
-    reports = {}
-    for name, backend in (("in_process", in_process), ("server", server)):
-        reports[name] = run_icl(pool, queries, conditions, backend, k=4, show_progress=False)
-        reports[name]["load1"] = load1()
+    return {"pool": pool, "queries": queries, "conditions": conditions}
+
+
+def run_icl_with(backend: Any, setup: dict[str, Any]) -> dict[str, Any]:
+    from pie_retriever.bench.icl import run_icl
+
+    report = run_icl(setup["pool"], setup["queries"], setup["conditions"], backend, k=4, show_progress=False)
+    report["load1"] = load1()
+    return report
+
+
+def in_process_icl(setup: dict[str, Any]) -> dict[str, Any]:
+    """The ICL harness through an in-process ``vllm.LLM`` (default multiprocess engine core), shut down afterwards."""
+    from pie_retriever.bench.backends import VLLMBackend
+
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = ""  # the explicit kv_cache_memory_bytes decides, as for the servers
+    started = time.perf_counter()
+    backend = VLLMBackend("smollm2", max_model_len=MAX_MODEL_LEN, kv_cache_memory_bytes=256 << 20)
+    start_s = time.perf_counter() - started
+    try:
+        report = run_icl_with(backend, setup)
+    finally:
+        core = getattr(getattr(backend.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+    report["start_s"] = round(start_s, 1)
+    return report
+
+
+def compare_icl(local: dict[str, Any], served: dict[str, Any], setup: dict[str, Any]) -> dict[str, Any]:
+    conditions = list(setup["conditions"])
     pairs = [(a["prediction"], b["prediction"]) for c in conditions
-             for a, b in zip(reports["in_process"]["conditions"][c]["records"], reports["server"]["conditions"][c]["records"])]
+             for a, b in zip(local["conditions"][c]["records"], served["conditions"][c]["records"])]
+    reports = {"in_process": local, "server": served}
     return {
-        "queries": len(queries), "conditions": list(conditions), "k": 4, "distinct_prompts": reports["server"]["n_generations"],
+        "queries": len(setup["queries"]), "conditions": conditions, "k": 4, "distinct_prompts": served["n_generations"],
         "identical_answers": sum(a == b for a, b in pairs), "answers": len(pairs),
         "differences": [{"in_process": a, "server": b} for a, b in pairs if a != b][:10],
         "wall_s": {name: r["generation_s"] for name, r in reports.items()},
         "score": {name: {c: round(r["conditions"][c]["score"], 4) for c in conditions} for name, r in reports.items()},
         "load1": {name: r["load1"] for name, r in reports.items()},
-        "in_process_engine": "vllm.LLM (default multiprocess engine core), float32, enforce_eager, max_model_len 1024",
+        "in_process_engine": f"vllm.LLM (default multiprocess engine core), float32, enforce_eager, max_model_len {MAX_MODEL_LEN}, "
+                             f"started in {local['start_s']} s",
     }
 
 
@@ -194,49 +222,75 @@ def _capture(case: str, component: str, server: str, fn: Any) -> dict[str, Any]:
     return {"case": case, "component": component, "server": server, "error": None, "message": "no error raised"}
 
 
-def run_errors(embed_server: Any, gen_server: Any, retriever: Any) -> list[dict[str, Any]]:
+FAST = {"max_retries": 2, "backoff": 0.2}
+
+
+def offline_errors(retriever: Any) -> list[dict[str, Any]]:
+    """Server down (nothing listening) and HTTP 500 (the fast tests' fake server)."""
     from fake_openai_server import FakeServer, closed_port_url
 
     from pie_retriever.encoders.server import ServerEncoder
     from pie_retriever.integrations.vllm import PIEGenerator
 
-    fast = {"max_retries": 2, "backoff": 0.2}
     down = closed_port_url()
     fake = FakeServer(model="fake-model")
     fake.fail_status, fake.fail_times = 500, -1
+    fake_name = "fake (tests/fake_openai_server.py)"
     rows = [
-        _capture("server down", "ServerEncoder", "nothing listening", lambda: ServerEncoder("m", down, **fast)),
-        _capture("server down", "PIEGenerator", "nothing listening", lambda: PIEGenerator(down, retriever, server_options=fast)),
-        _capture("HTTP 500", "ServerEncoder", "fake (tests/fake_openai_server.py)", lambda: ServerEncoder("fake-model", fake.base_url, **fast)),
-        _capture("HTTP 500", "PIEGenerator", "fake (tests/fake_openai_server.py)",
-                 lambda: PIEGenerator(fake.base_url, retriever, model="fake-model", server_options=fast)),
-        _capture("timeout (0.05 s)", "ServerEncoder", "vLLM pooling",
-                 lambda: ServerEncoder(embed_server.model, embed_server.base_url, timeout=0.05, max_retries=1, check=False).encode(["x " * 200] * 256)),
-        _capture("timeout (0.05 s)", "PIEGenerator", "vLLM generate",
-                 lambda: PIEGenerator(gen_server.base_url, retriever, server_options={"timeout": 0.05, "max_retries": 1}, tokenizer=None)
-                 .generate(["Write a long story."], {"max_tokens": 200})),
-        _capture("wrong model name", "ServerEncoder", "vLLM pooling", lambda: ServerEncoder("pie-minilm", embed_server.base_url)),
-        _capture("wrong model name", "PIEGenerator", "vLLM generate", lambda: PIEGenerator(gen_server.base_url, retriever, model="smollm2")),
-        _capture("input over max_model_len, truncation off", "ServerEncoder", "vLLM pooling",
-                 lambda: ServerEncoder(embed_server.model, embed_server.base_url, truncate_prompt_tokens=None).encode(["word " * 400])),
+        _capture("server down", "ServerEncoder", "nothing listening", lambda: ServerEncoder("m", down, **FAST)),
+        _capture("server down", "PIEGenerator", "nothing listening", lambda: PIEGenerator(down, retriever, server_options=FAST)),
+        _capture("HTTP 500", "ServerEncoder", fake_name, lambda: ServerEncoder("fake-model", fake.base_url, **FAST)),
+        _capture("HTTP 500", "PIEGenerator", fake_name, lambda: PIEGenerator(fake.base_url, retriever, model="fake-model", server_options=FAST)),
     ]
     fake.close()
     return rows
 
 
+def embed_errors(embed_server: Any) -> list[dict[str, Any]]:
+    from pie_retriever.encoders.server import ServerEncoder
+
+    url, model = embed_server.base_url, embed_server.model
+    return [
+        _capture("timeout (0.05 s)", "ServerEncoder", "vLLM pooling",
+                 lambda: ServerEncoder(model, url, timeout=0.05, max_retries=1, check=False).encode(["x " * 200] * 256)),
+        _capture("wrong model name", "ServerEncoder", "vLLM pooling", lambda: ServerEncoder("pie-minilm", url)),
+        _capture("input over max_model_len, truncation off", "ServerEncoder", "vLLM pooling",
+                 lambda: ServerEncoder(model, url, truncate_prompt_tokens=None).encode(["word " * 400])),
+    ]
+
+
+def gen_errors(gen_server: Any, retriever: Any) -> list[dict[str, Any]]:
+    from pie_retriever.integrations.vllm import PIEGenerator
+
+    url = gen_server.base_url
+    return [
+        _capture("timeout (0.05 s)", "PIEGenerator", "vLLM generate",
+                 lambda: PIEGenerator(url, retriever, server_options={"timeout": 0.05, "max_retries": 1}, tokenizer=None)
+                 .generate(["Write a long story."], {"max_tokens": 200})),
+        _capture("wrong model name", "PIEGenerator", "vLLM generate", lambda: PIEGenerator(url, retriever, model="smollm2")),
+    ]
+
+
 # -- 6: IEB ----------------------------------------------------------------------------------------
 def run_ieb(export_dir: Path, data: Path) -> dict[str, Any]:
+    """``pie-retriever eval ieb --data DATA --model DIR --model pie-minilm`` (evaluation only), both in one process so
+    that both see the same threads and precision."""
     with tempfile.TemporaryDirectory() as tmp:
-        only_eft = Path(tmp) / "ieb"
-        only_eft.mkdir()
-        (only_eft / "eft_test.json").symlink_to((data / "eft_test.json").resolve())
         out = Path(tmp) / "eval.json"
-        cmd = [str(Path(sys.executable).with_name("pie-retriever")), "eval", "ieb", "--data", str(only_eft), "--model", str(export_dir), "-o", str(out)]
+        cmd = [str(Path(sys.executable).with_name("pie-retriever")), "eval", "ieb", "--data", str(data),
+               "--model", f"{export_dir}@name=exported", "--model", "pie-minilm@name=in-package", "--no-clustering", "-o", str(out)]
         started = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
-        row = json.loads(out.read_text())["results"][0]
-    return {"command": "pie-retriever eval ieb --data <folder with eft_test.json only> --model DIR", "seconds": round(time.perf_counter() - started, 1),
-            **{k: round(row[k], 4) for k in ("p@1", "p@4", "mrr", "ari") if k in row}, "n_instructions": row.get("n_instructions")}
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            msg = f"{' '.join(cmd)} failed: {done.stderr[-2000:]}"
+            raise RuntimeError(msg)
+        rows = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    keys = ("p@1", "p@4", "mrr", "iis_spearman")
+    return {"command": "pie-retriever eval ieb --data ../shared/ieb --model DIR --model pie-minilm --no-clustering",
+            "seconds": round(time.perf_counter() - started, 1), "n_instructions": rows["exported"].get("n_instructions"),
+            **{k: round(rows["exported"][k], 4) for k in keys if k in rows["exported"]},
+            "in_package": {k: round(rows["in-package"][k], 4) for k in keys if k in rows["in-package"]},
+            "bf16": rows["exported"].get("bf16"), "load1": load1()}
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -244,7 +298,8 @@ def render(results: dict[str, Any]) -> str:
     """The markdown tables of docs/serving.md."""
     ex, lo = results["export"], results["embeddings"]["loaders"]
     lines = [f"Export of `pie-minilm`: **{ex['bytes'] / 1e6:.1f} MB**, {ex['seconds']} s. IEB eft_test P@4 of the exported folder: "
-             f"**{results['ieb']['p@4']:.3f}** (P@1 {results['ieb']['p@1']:.3f}, {results['ieb']['n_instructions']:,} instructions).", "",
+             f"**{results['ieb']['p@4']:.4f}** (P@1 {results['ieb']['p@1']:.4f}; in-package `pie-minilm` in the same run: P@4 "
+             f"{results['ieb']['in_package']['p@4']:.4f}, P@1 {results['ieb']['in_package']['p@1']:.4f}; {results['ieb']['n_instructions']:,} instructions).", "",
              "| loader of the exported folder | load time | cosine to in-package (fp32) min / mean | cosine to in-package (default precision) min / mean |",
              "|---|---|---|---|"]
     for name, row in lo.items():
@@ -284,35 +339,52 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "results" / "serving.json"))
     parser.add_argument("--docs", default=None, help="docs page whose serving-results block is replaced with the tables")
+    parser.add_argument("--ieb-only", action="store_true", help="re-run only the IEB section into an existing --out")
     args = parser.parse_args()
     data = Path(args.data)
-    from pie_retriever.bench.backends import VLLMBackend
+    if args.ieb_only:
+        results = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        results["ieb"] = run_ieb(Path(run_export(Path(tempfile.mkdtemp(prefix="serving-ieb-")) / "pie-minilm")["path"]), data)
+        Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if args.docs:
+            write_docs(Path(args.docs), render(results))
+        return
+    from pie_retriever.integrations.openai_server import OpenAIServerLLM
     from pie_retriever.integrations.vllm_server import LocalVLLMServer
     from pie_retriever.llm.gguf import smollm2_path
 
     results: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count()}
-    work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
-    results["export"] = run_export(work / "pie-minilm")
-    embed = LocalVLLMServer(work / "pie-minilm", runner="pooling", log_path=work / "embed.log").start()
-    gen = LocalVLLMServer(smollm2_path(), max_model_len=MAX_MODEL_LEN, log_path=work / "generate.log").start()
-    try:
-        in_process = VLLMBackend("smollm2", max_model_len=MAX_MODEL_LEN)
-        embed.wait()
-        gen.wait()
-        results["server_start_s"] = {"embeddings": round(embed.start_seconds, 1), "generation": round(gen.start_seconds, 1)}
-        results["commands"] = {"embeddings": " ".join(embed.command[1:]), "generation": " ".join(gen.command[1:])}
-        texts = sample_instructions(data, args.n)
-        results["embeddings"] = run_loaders(work / "pie-minilm", texts, embed)
-        results["throughput"] = run_throughput(work / "pie-minilm", texts, embed, args.rounds)
-        results["generation"] = run_generation(in_process, gen)
-        from pie_retriever import PIERetriever, load_bundled_pool
+    out = Path(args.out)
 
-        results["errors"] = run_errors(embed, gen, PIERetriever.from_demonstrations(load_bundled_pool()[:20], "pie-minilm"))
-    finally:
-        embed.stop()
-        gen.stop()
-    results["ieb"] = run_ieb(work / "pie-minilm", data)
-    Path(args.out).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    def save() -> None:  # after every section, so a late failure keeps the figures measured so far
+        out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
+    export_dir = work / "pie-minilm"
+    results["export"] = run_export(export_dir)
+    results["ieb"] = run_ieb(export_dir, data)
+    save()
+    # one server (or engine) at a time: the machine is shared and each engine holds a few GB
+    with LocalVLLMServer(export_dir, runner="pooling", log_path=work / "embed.log") as embed:
+        results["server_start_s"] = {"embeddings": round(embed.start_seconds, 1)}
+        results["commands"] = {"embeddings": " ".join(embed.command[1:])}
+        texts = sample_instructions(data, args.n)
+        results["embeddings"] = run_loaders(export_dir, texts, embed)
+        save()
+        results["throughput"] = run_throughput(export_dir, texts, embed, args.rounds)
+        errors = embed_errors(embed)
+    setup = icl_setup()
+    local = in_process_icl(setup)
+    with LocalVLLMServer(smollm2_path(), max_model_len=MAX_MODEL_LEN, log_path=work / "generate.log") as gen:
+        results["server_start_s"]["generation"] = round(gen.start_seconds, 1)
+        results["commands"]["generation"] = " ".join(gen.command[1:])
+        served = run_icl_with(ServerBackend(OpenAIServerLLM(base_url=gen.base_url)), setup)
+        errors += gen_errors(gen, setup["conditions"]["pie"])
+    results["generation"] = compare_icl(local, served, setup)
+    errors += offline_errors(setup["conditions"]["pie"])
+    order = ["server down", "HTTP 500", "timeout (0.05 s)", "wrong model name", "input over max_model_len, truncation off"]
+    results["errors"] = sorted(errors, key=lambda r: (order.index(r["case"]), r["component"]))
+    save()
     table = render(results)
     print(table)
     if args.docs:

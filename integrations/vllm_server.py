@@ -8,8 +8,10 @@ on :meth:`~LocalVLLMServer.stop` or when the ``with`` block ends::
     with LocalVLLMServer(export_dir, runner="pooling") as server:   # no --pooler-config: the folder says MEAN
         encoder = ServerEncoder(server.model, server.base_url)
 
-On a CPU-only machine the defaults are those of :func:`~pie_retriever.integrations.vllm.cpu_llm_kwargs`
-(``--dtype float32 --enforce-eager``, 1 GiB KV cache through ``VLLM_CPU_KVCACHE_SPACE``).
+On a CPU-only machine the defaults follow :func:`~pie_retriever.integrations.vllm.cpu_llm_kwargs`
+(``--dtype float32 --enforce-eager``) with an explicit KV cache (``--kv-cache-memory-bytes``, 256 MiB by
+default: enough for the small models here, and a server that asks for more than the machine has free refuses to
+start; ``VLLM_CPU_KVCACHE_SPACE`` would override the flag, so it is removed from the server's environment).
 """
 
 from __future__ import annotations
@@ -61,24 +63,32 @@ class LocalVLLMServer:
         max_model_len, dtype, enforce_eager, extra_args: server arguments.
         start_timeout: seconds to wait for ``/health``.
         log_path: where the server's output goes (default: a temporary file; see :attr:`log_path`).
-        env: extra environment variables (``VLLM_CPU_KVCACHE_SPACE=1`` is set unless given).
+        kv_cache_bytes: the KV cache (``--kv-cache-memory-bytes``); ``None``: ``VLLM_CPU_KVCACHE_SPACE`` (1 GiB
+            unless set) decides.
+        env: extra environment variables.
     """
 
     def __init__(self, model: str | os.PathLike, *, runner: str | None = None, port: int | None = None,
                  host: str = "127.0.0.1", max_model_len: int | None = None, dtype: str = "float32",
                  enforce_eager: bool = True, extra_args: Sequence[str] = (), start_timeout: float = 600.0,
-                 log_path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> None:
+                 log_path: str | os.PathLike | None = None, kv_cache_bytes: int | None = 256 << 20,
+                 env: dict[str, str] | None = None) -> None:
         if runner not in (None, "generate", "pooling"):
             msg = f"runner must be None, 'generate' or 'pooling', got {runner!r}."
             raise ConfigError(msg)
         self.model = os.fspath(model)
         self.host, self.port = host, port or free_port(host)
+        if kv_cache_bytes is not None:
+            extra_args = ["--kv-cache-memory-bytes", str(int(kv_cache_bytes)), *extra_args]
         self.command = vllm_server_command(model, port=self.port, host=host, runner=runner, max_model_len=max_model_len,
                                            dtype=dtype, enforce_eager=enforce_eager, extra_args=extra_args)
         self.start_timeout = float(start_timeout)
         self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="vllm-server-", suffix=".log")[1])
         self.env = {k: v for k, v in os.environ.items() if k != "VLLM_ENABLE_V1_MULTIPROCESSING"}
-        self.env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        if kv_cache_bytes is not None:
+            self.env.pop("VLLM_CPU_KVCACHE_SPACE", None)
+        else:
+            self.env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         self.env.update(env or {})
         self.process: subprocess.Popen | None = None
         self.start_seconds: float | None = None
