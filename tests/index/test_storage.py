@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pie_retriever import PIERetriever
-from pie_retriever.bench.storage import exact_neighbours, recall_at_k
+from pie_retriever.bench.storage import exact_neighbours, recall_at_k, recall_at_k_with_ties
 from pie_retriever.encoders.base import l2_normalize
 from pie_retriever.errors import ConfigError, IndexLoadError
 from pie_retriever.index import create_index, index_from_files, load_index
@@ -120,3 +120,15 @@ def test_manifest_records_storage(fake_encoder, small_pool, tmp_path, vectors):
     assert loaded.index.options() == r.index.options()
     q = "Summarize the text about tax law."
     assert [h.id for h in loaded.retrieve(q, k=3)] == [h.id for h in r.retrieve(q, k=3)]
+
+
+def test_recall_with_ties_counts_near_equal_scores():
+    x = _data(50, 8)
+    q = x[:1]
+    second = int(np.argsort(-(x @ q[0]))[1])
+    twin = x[second] + 1e-6 * x[7]  # id 50: the 2nd neighbour's near-twin
+    x = np.concatenate([x, twin[None] / np.linalg.norm(twin)])
+    truth = np.array([[0, second]])
+    found_twin, found_far = np.array([[0, 50]]), np.array([[0, int(np.argsort(-(x @ q[0]))[10])]])
+    assert recall_at_k(found_twin, truth) == 0.5 and recall_at_k_with_ties(found_twin, truth, x, q) == 1.0
+    assert recall_at_k(found_far, truth) == 0.5 and recall_at_k_with_ties(found_far, truth, x, q) == 0.5
