@@ -45,6 +45,7 @@ FINGERPRINT_KEY = "pie.encoder_fingerprint"
 WRITER_KEY = "pie.writer"
 REVISION_KEY = "pie.revision"
 TOKEN_ENV = "MILVUS_TOKEN"
+LITE_KEEPALIVE_MS = 300_000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _SCHEMES = ("http://", "https://", "tcp://", "unix:")
@@ -171,13 +172,19 @@ class MilvusIndex(VectorIndex):
     # -- connection and errors -------------------------------------------------------------------------
     def _connect(self) -> Any:
         pymilvus = require("pymilvus", "scale", "The 'milvus' index")
+        extra: dict[str, Any] = {}
         if not self.uri.startswith(_SCHEMES):
             require("milvus_lite", "scale", "A local Milvus Lite database")
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+            # Milvus Lite's gRPC server keeps grpc's default ping policy (one ping per 5 min without data); pymilvus
+            # pings every 10 s, so an idle client got GOAWAY "too_many_pings" and its next call failed
+            extra["grpc_options"] = {"grpc.keepalive_time_ms": LITE_KEEPALIVE_MS, "grpc.keepalive_permit_without_calls": 0}
         try:
-            return pymilvus.MilvusClient(uri=self.uri, token=os.environ.get(TOKEN_ENV, ""))
+            return pymilvus.MilvusClient(uri=self.uri, token=os.environ.get(TOKEN_ENV, ""), **extra)
         except pymilvus.exceptions.MilvusException as exc:
-            msg = f"Cannot connect to Milvus at {self.uri}: {exc.message}. Check the URI and that the server is running."
+            hint = ("Milvus Lite lets one process open a database file at a time: is another one using it?" if extra
+                    else "Check the URI and that the server is running.")
+            msg = f"Cannot connect to Milvus at {self.uri}: {exc.message}. {hint}"
             raise ExternalIndexError(msg) from exc
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -279,3 +279,20 @@ def test_cli_index_and_search(lite, tmp_path, small_pool, capsys):
     assert main(["search", str(out), "Write a haiku about rain.", "-k", "2", "--json", "--filter", "task=write|poem"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert [h["id"] for h in hits] and all(h["metadata"]["task"] == "write|poem" for h in hits)
+
+
+def test_a_lite_file_held_by_another_process_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    uri = str(tmp_path / "held.db")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pymilvus import MilvusClient\n"
+                               f"MilvusClient({uri!r}).list_collections(); print('open', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(ExternalIndexError, match="lets one process open a database file at a time"):
+            MilvusIndex(8, uri=uri, collection="c")
+    finally:
+        holder.kill()
+        holder.wait()
