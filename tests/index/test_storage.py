@@ -132,3 +132,29 @@ def test_recall_with_ties_counts_near_equal_scores():
     found_twin, found_far = np.array([[0, 50]]), np.array([[0, int(np.argsort(-(x @ q[0]))[10])]])
     assert recall_at_k(found_twin, truth) == 0.5 and recall_at_k_with_ties(found_twin, truth, x, q) == 1.0
     assert recall_at_k(found_far, truth) == 0.5 and recall_at_k_with_ties(found_far, truth, x, q) == 0.5
+
+
+def test_single_query_search_runs_on_one_openmp_thread_and_restores_the_setting():
+    import faiss
+
+    from pie_retriever.index import faiss_index
+
+    x = _data(100, 16)
+    index = create_index(16, "flat")
+    index.add(np.arange(100), x)
+    seen = []
+    real = faiss_index.omp_threads
+
+    def spy(faiss_module, n):
+        seen.append(n)
+        return real(faiss_module, n)
+
+    before = faiss.omp_get_max_threads()
+    faiss_index.omp_threads = spy
+    try:
+        index.search(x[:1], 3)
+        index.search(x[:10], 3)
+    finally:
+        faiss_index.omp_threads = real
+    assert seen[0] == 1 and seen[1] >= 1
+    assert faiss.omp_get_max_threads() == before
