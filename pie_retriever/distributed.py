@@ -94,6 +94,23 @@ class _EncodeActor:
         return {"position": np.concatenate(positions), "vector": np.concatenate(vectors).astype(np.float32)}
 
 
+def _init(ray: Any, address: str | None) -> None:
+    """``ray.init``; a new local head whose GCS did not come up is started once more (seen twice on this
+    machine under load: no GCS log at all, then "Timed out waiting for file .../gcs_server_port_...")."""
+    # a new head waits 30 s for its GCS to bind by default; on a loaded machine that start took longer
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
+    local = not (address or os.environ.get("RAY_ADDRESS"))
+    for attempt in (1, 2):
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+            return
+        except RuntimeError as exc:
+            if not local or attempt == 2 or "Timed out waiting for file" not in str(exc):
+                raise
+            logger.warning("A local Ray head did not start (%s); trying once more.", exc)
+            ray.shutdown()
+
+
 @contextlib.contextmanager
 def _ray(address: str | None, workers: int) -> Iterator[Any]:
     """Ray, connected: the running instance, else ``address`` / ``RAY_ADDRESS``, else a new local instance
@@ -101,9 +118,7 @@ def _ray(address: str | None, workers: int) -> Iterator[Any]:
     ray = require("ray", "scale", "Indexing with --engine ray")
     started = not ray.is_initialized()
     if started:
-        # a new head waits 30 s for its GCS to bind by default; on a loaded machine that start took longer
-        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        _init(ray, address)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
         local = started and not (address or os.environ.get("RAY_ADDRESS"))
