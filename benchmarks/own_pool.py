@@ -73,7 +73,8 @@ def train_bundled(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _threads(args: argparse.Namespace) -> dict[str, Any]:
-    return {} if args.threads is None else {"threads": args.threads}
+    out = {} if args.threads is None else {"threads": args.threads}
+    return out if args.epochs is None else {**out, "epochs": args.epochs}
 
 
 def ift_pool(data_dir: Path) -> list[Any]:
@@ -97,7 +98,7 @@ def train_ift(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"pool": f"IEB ift_test gold labels, eft_test/IIS instructions dropped ({len(pool)} instructions)",
             "eval": "20 % of the labels with 2 instructions held out whole, leave-one-out among themselves (unseen tasks; "
                     "no ift_test label has 3+ instructions; each query has one partner, so P@4 is at most 0.25)",
-            "wall_seconds": round(wall, 1), "steps": res.steps,
+            "wall_seconds": round(wall, 1), "steps": res.steps, "epochs": args.epochs or "POOL_DEFAULTS",
             "threads": args.threads or "all cores",
             "seconds": res.seconds, "base": res.base, "tuned": res.tuned, "data": res.data_report,
             "note": "the shipped pie-minilm was trained on ift_test, so it is not compared here"}
@@ -248,7 +249,8 @@ def _table_train(b: dict[str, Any] | None, i: dict[str, Any] | None) -> str:
     for d in (x for x in (b, i) if x):
         pool = f"{d['pool']}; evaluation: {d['eval']}"
         rows.append(f"| {pool} | base MiniLM (no training) | {_metrics(d['base'])} | – | – |")
-        rows.append(f"| | **tuned on the pool** ({d['steps']} steps) | {_metrics(d['tuned'], bold=True)} | {d['seconds']['train']:.0f} s "
+        epochs = f", {d['epochs']} epochs" if isinstance(d.get("epochs"), int) else ""
+        rows.append(f"| | **tuned on the pool** ({d['steps']} steps{epochs}) | {_metrics(d['tuned'], bold=True)} | {d['seconds']['train']:.0f} s "
                     f"| {d['wall_seconds']:.0f} s |")
         if "shipped_pie_minilm" in d:
             rows.append(f"| | shipped `pie-minilm` (IEB-trained), for reference | {_metrics(d['shipped_pie_minilm'])} | – | – |")
@@ -292,6 +294,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections (default: all)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for training (default: every core)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: POOL_DEFAULTS, 8)")
     parser.add_argument("--data", default=os.environ.get("PIE_IEB_DIR", str(REPO.parent / "shared" / "ieb")), help="IEB folder")
     parser.add_argument("--render", action="store_true", help="only write the tables into the docs from results/")
     args = parser.parse_args()
