@@ -41,6 +41,9 @@ from .types import Demonstration
 
 __all__ = ["build_with_ray", "encode_with_ray", "index_with_ray", "plan_batches"]
 
+# as in index/milvus_index.py: grpc's fork handlers can hang Ray's process starts next to a busy gRPC server
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 logger = logging.getLogger(__name__)
 #: Batch size for encoders whose vectors do not depend on the batch (no ``batch_size`` / tokenizer).
 PLAIN_BATCH = 256
