@@ -143,7 +143,6 @@ def test_real_model_end_to_end(minilm, small_pool):
 
 def test_prompt_routing_documents_vs_queries(small_pool):
     """Documents are encoded with the encoder's prompt and queries with its query prompt (fast, prompt-aware fake)."""
-    import numpy as np
 
     from pie_retriever.encoders.hashing import HashingEncoder
 
