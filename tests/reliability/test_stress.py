@@ -78,7 +78,7 @@ def test_langchain_async_calls_with_a_concurrent_writer():
                 ids = r.add([{"instruction": f"write a new note {n + i}", "id": f"n{n + i}"} for i in range(16)])
                 r.delete(ids[:12])
                 n += 16
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(repr(exc))
 
     async def readers() -> list:
