@@ -242,8 +242,8 @@ class FaissIndex(VectorIndex):
 def omp_threads(faiss: Any, n: int) -> Iterator[None]:
     """Run a faiss call with ``n`` OpenMP threads (the policy of :mod:`pie_retriever._threads`: 1 for a single
     query). OpenMP keeps this setting per calling thread, so concurrent searches from other threads are unaffected.
-    Measured with 2 threads on a loaded 2-core machine: a single-query flat search at 10k took 67 ms p50 instead of
-    0.57 ms, the second OpenMP thread waiting for a core (docs/speed.md)."""
+    On a loaded machine a second OpenMP thread mostly waits for a core, and a single-query search then takes tens
+    of milliseconds instead of well under one (see docs/speed.md, "faiss threads")."""
     before = faiss.omp_get_max_threads()
     if n != before:
         faiss.omp_set_num_threads(n)
