@@ -23,6 +23,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -196,16 +197,34 @@ class DenseContent(ContentScorer):
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
+def _bm25s_english_stopwords() -> frozenset[str]:
+    """bm25s' English stopword list, read from its data module alone.
+
+    ``import bm25s`` imports numba (and llvmlite) when they are installed, which every retriever would then
+    pay for at start-up, and which breaks a vLLM engine started later in the same process (vLLM scans
+    ``sys.modules`` and trips over llvmlite objects). The list itself is a plain tuple in ``bm25s/stopwords.py``.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("bm25s")
+    if spec is None or not spec.submodule_search_locations:
+        msg = "the BM25 content scorer needs the package 'bm25s' (a core dependency); reinstall pie-retriever."
+        raise ConfigError(msg)
+    path = Path(next(iter(spec.submodule_search_locations))) / "stopwords.py"
+    data = importlib.util.spec_from_file_location("_pie_bm25s_stopwords", path)
+    module = importlib.util.module_from_spec(data)
+    data.loader.exec_module(module)
+    return frozenset(module.STOPWORDS_EN)
+
+
 class BM25Content(ContentScorer):
     """BM25 (Lucene idf) over instruction + input, kept incrementally; scores scaled by the best candidate."""
 
     kind = "bm25"
 
     def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
-        from bm25s.stopwords import STOPWORDS_EN
-
         self.k1, self.b = float(k1), float(b)
-        self._stop = frozenset(STOPWORDS_EN)
+        self._stop = _bm25s_english_stopwords()
         self._tf: dict[int, Counter] = {}
         self._len: dict[int, int] = {}
         self._df: Counter = Counter()
