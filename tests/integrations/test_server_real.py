@@ -122,13 +122,13 @@ def test_index_with_the_served_model_saves_and_reloads(servers, reference_encode
 _REFERENCE = """
 import json, os, sys
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-os.environ["VLLM_CPU_KVCACHE_SPACE"] = ""  # the explicit kv_cache_memory_bytes below decides
+os.environ["VLLM_CPU_KVCACHE_SPACE"] = "1"  # a valid value: an empty one reached vLLM's env parser in CI (int(''))
 import torch
 torch.set_num_threads(1)
 from vllm import LLM, SamplingParams
 from pie_retriever.integrations.vllm import cpu_llm_kwargs
 prompts, max_tokens, stop, max_model_len, model = json.load(open(sys.argv[1]))
-llm = LLM(model=model, **cpu_llm_kwargs(max_model_len=max_model_len, kv_cache_memory_bytes=256 << 20))
+llm = LLM(model=model, **cpu_llm_kwargs(max_model_len=max_model_len))
 outs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=max_tokens, stop=stop), use_tqdm=False)
 json.dump([o.outputs[0].text for o in outs], open(sys.argv[2], "w"))
 """
