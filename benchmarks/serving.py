@@ -176,20 +176,37 @@ def run_icl_with(backend: Any, setup: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def in_process_icl(setup: dict[str, Any]) -> dict[str, Any]:
-    """The ICL harness through an in-process ``vllm.LLM`` (default multiprocess engine core), shut down afterwards."""
-    from pie_retriever.bench.backends import VLLMBackend
+class InProcessBackend:
+    """The ICL harness's vLLM backend (as ``pie_retriever.bench.backends.VLLMBackend``) with an explicit KV cache."""
 
-    os.environ["VLLM_CPU_KVCACHE_SPACE"] = ""  # the explicit kv_cache_memory_bytes decides, as for the servers
-    started = time.perf_counter()
-    backend = VLLMBackend("smollm2", max_model_len=MAX_MODEL_LEN, kv_cache_memory_bytes=256 << 20)
-    start_s = time.perf_counter() - started
+    def __init__(self, path: str) -> None:
+        from vllm import LLM
+
+        os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)  # it would override kv_cache_memory_bytes
+        self.name, self.prompt_tokens, self.generated_tokens = "vllm:smollm2", None, None
+        self.llm = LLM(model=path, dtype="float32", max_model_len=MAX_MODEL_LEN, enforce_eager=True, kv_cache_memory_bytes=256 << 20)
+
+    def generate(self, prompts: list[str], *, max_new_tokens: int, stop: list[str]) -> list[str]:
+        from vllm import SamplingParams
+
+        from pie_retriever.bench.backends import cut_at_stop
+
+        results = self.llm.generate(list(prompts), SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop)), use_tqdm=False)
+        return [cut_at_stop(r.outputs[0].text, stop) for r in results]
+
+    def close(self) -> None:
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
+
+def in_process_icl(setup: dict[str, Any], path: str) -> dict[str, Any]:
+    """The ICL harness through an in-process ``vllm.LLM`` (default multiprocess engine core), shut down afterwards."""
+    backend, start_s = timed(lambda: InProcessBackend(path))
     try:
         report = run_icl_with(backend, setup)
     finally:
-        core = getattr(getattr(backend.llm, "llm_engine", None), "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
+        backend.close()
     report["start_s"] = round(start_s, 1)
     return report
 
@@ -340,6 +357,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "results" / "serving.json"))
     parser.add_argument("--docs", default=None, help="docs page whose serving-results block is replaced with the tables")
     parser.add_argument("--ieb-only", action="store_true", help="re-run only the IEB section into an existing --out")
+    parser.add_argument("--keep-ieb", action="store_true", help="keep the IEB section of an existing --out instead of re-running it")
     args = parser.parse_args()
     data = Path(args.data)
     if args.ieb_only:
@@ -362,7 +380,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     export_dir = work / "pie-minilm"
     results["export"] = run_export(export_dir)
-    results["ieb"] = run_ieb(export_dir, data)
+    previous = json.loads(out.read_text(encoding="utf-8")) if args.keep_ieb and out.is_file() else {}
+    results["ieb"] = previous["ieb"] if "in_package" in previous.get("ieb", {}) else run_ieb(export_dir, data)
     save()
     # one server (or engine) at a time: the machine is shared and each engine holds a few GB
     with LocalVLLMServer(export_dir, runner="pooling", log_path=work / "embed.log") as embed:
@@ -374,7 +393,7 @@ def main() -> None:
         results["throughput"] = run_throughput(export_dir, texts, embed, args.rounds)
         errors = embed_errors(embed)
     setup = icl_setup()
-    local = in_process_icl(setup)
+    local = in_process_icl(setup, str(smollm2_path()))
     with LocalVLLMServer(smollm2_path(), max_model_len=MAX_MODEL_LEN, log_path=work / "generate.log") as gen:
         results["server_start_s"]["generation"] = round(gen.start_seconds, 1)
         results["commands"]["generation"] = " ".join(gen.command[1:])

@@ -181,7 +181,8 @@ class ServerClient:
             msg = f"Cannot reach the server at {self.base_url} ({method} {url}: {failure.detail}; {tried}). {_START_HINT}"
         elif failure.kind == "timeout":
             msg = (f"The server at {self.base_url} did not answer {method} {url} within {self.timeout:g} s ({tried}). "
-                   "Raise timeout=, send smaller batches (batch_size=), or check that the server is not stuck.")
+                   "Raise timeout= (ServerEncoder; server_options for PIEGenerator), send fewer texts or prompts per "
+                   "request (ServerEncoder's batch_size, fewer queries per generate call), or check that the server is not stuck.")
         else:
             server = _server_message(failure.body)
             hint = ("the server failed; see its log" if failure.status and failure.status >= 500
