@@ -336,6 +336,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pooling", default=None, choices=list(ST_POOLING_MODES), help="pooling; default: the model's")
     p.add_argument("--max-length", type=int, default=None, help="token limit (hf: written to sentence_bert_config.json; default 256)")
     p.add_argument("--ieb-results", default=None, metavar="JSON", help="hf: `eval ieb` results whose row for MODEL goes into the card")
+    p.add_argument("--quantize", default=None, choices=["int8", "none"],
+                   help="onnx: weight quantisation (default: int8, dynamic per-channel; none keeps fp32)")
     p.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another option of the format's export function (VALUE parsed as JSON when it can be); repeatable")
@@ -349,6 +351,11 @@ def _cli_options(args: argparse.Namespace) -> dict[str, Any]:
             options[key] = getattr(args, key)
     if args.overwrite:
         options["overwrite"] = True
+    if args.quantize is not None:
+        if args.format == "hf":
+            msg = "--quantize applies to --format onnx (the hf export keeps the model's weights); drop --quantize or add --format onnx."
+            raise ConfigError(msg)
+        options["quantize"] = args.quantize
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

@@ -12,7 +12,7 @@ An export folder holds:
 Exporting needs torch (``torch.onnx.export``, the TorchScript exporter) and ``onnx`` + ``onnxruntime``; using the
 folder needs only ``onnxruntime``, ``tokenizers`` and numpy. The command-line form is the ``onnx`` format of
 ``pie-retriever export`` (``EXPORT_FORMATS`` in :mod:`pie_retriever.export`):
-``pie-retriever export MODEL -o DIR --format onnx [--set quantize=none]``. :func:`cached_export` builds an export once into the cache folder (used by the
+``pie-retriever export MODEL -o DIR --format onnx [--quantize int8|none]``. :func:`cached_export` builds an export once into the cache folder (used by the
 ``pie-minilm-onnx`` alias: the int8 file is ~23 MB, over the 5 MB limit for tracked files, so it is built from
 the packaged weights at first use instead of being shipped).
 """

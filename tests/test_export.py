@@ -142,6 +142,8 @@ def test_format_registry_drives_api_and_cli(monkeypatch, tmp_path):
     assert list(next(a for a in sub._actions if a.dest == "format").choices) == list(export_module.EXPORT_FORMATS)
     assert main(["export", "minilm", "-o", str(tmp_path / "d"), "--format", "dummy", "--set", "quantize=none", "--set", "bits=8"]) == 0
     assert json.loads((tmp_path / "d" / "dummy.json").read_text()) == {"model": "minilm", "quantize": "none", "bits": 8}
+    assert main(["export", "minilm", "-o", str(tmp_path / "q"), "--format", "dummy", "--quantize", "int8"]) == 0
+    assert json.loads((tmp_path / "q" / "dummy.json").read_text()) == {"model": "minilm", "quantize": "int8"}
 
 
 def test_option_errors(tmp_path, capsys):
@@ -161,6 +163,8 @@ def test_option_errors(tmp_path, capsys):
     assert main(["export", "pie-minilm", "-o", str(full)]) == 1
     assert "pie-retriever export: error: Cannot export to" in capsys.readouterr().err
     assert (full / "keep.txt").read_text() == "x"
+    assert main(["export", "pie-minilm", "-o", str(tmp_path / "hfq"), "--quantize", "int8"]) == 1
+    assert "--quantize applies to --format onnx" in capsys.readouterr().err and not (tmp_path / "hfq").exists()
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ PRECISIONS: dict[str, str] = {
 PROGRESS_THRESHOLD = 512
 #: Under precision="auto", calls with at most this many texts run in fp32: bf16 autocast only pays off once a
 #: batch is large enough to amortise its casts (measured: one query 5.6 ms fp32 vs 8.5 ms bf16; docs/speed.md).
-FP32_MAX_TEXTS = 8
+FP32_MAX_TEXTS = 2  # measured crossover on 2 cores: fp32 faster for 1-2 texts, bf16 from 4 (docs/speed.md)
 
 
 @lru_cache(maxsize=1)
