@@ -361,9 +361,14 @@ def _ms(cell: dict[str, float], fmt: str = ".1f") -> str:
     return format(cell["mean"], fmt) + (f" ± {format(cell['sd'], fmt)}" if cell.get("runs", 1) > 1 else "")
 
 
+def _cell(value: Any) -> str:
+    """A markdown table cell: one line, pipes escaped (task names are ``verb|noun``)."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows])
 
 
 def render_selection(res: dict[str, Any]) -> str:
@@ -440,8 +445,8 @@ def render() -> int:
             continue
         res = json.loads(path.read_text(encoding="utf-8"))
         block = fn(res) + f"\n\n<sub>`{res['meta']['command']}`, {res['meta']['seconds']:.0f} s, load average after {res['meta']['load_average_after'][0]:.1f} on {res['meta']['cpus']} cores.</sub>"
-        pattern = rf"(<!-- downstream-{name}:start -->\n).*?(\n<!-- downstream-{name}:end -->)"
-        text = re.sub(pattern, lambda m, b=block: m.group(1) + b + m.group(2), text, flags=re.S)
+        pattern = rf"(<!-- downstream-{name}:start -->\n).*?(<!-- downstream-{name}:end -->)"  # empty or filled
+        text = re.sub(pattern, lambda m, b=block: m.group(1) + b + "\n" + m.group(2), text, flags=re.S)
     DOCS.write_text(text, encoding="utf-8")
     print(f"rendered → {DOCS}", file=sys.stderr)
     return 0

@@ -83,13 +83,11 @@ def _heatmap(ax: Any, matrix: np.ndarray, names: list[str], title: str, cmap: st
     ax.set_xticks(range(len(names)), labels=names, rotation=35, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(names)), labels=names)
     ax.set_title(title, fontsize=11)
-    lo, hi = np.nanmin(matrix), np.nanmax(matrix)
     for i in range(len(names)):
         for j in range(len(names)):
             value = matrix[i, j]
-            dark = (value - lo) / (hi - lo + 1e-12) > 0.6
-            if cmap.endswith("_r"):
-                dark = not dark
+            r, g, b, _ = im.cmap(im.norm(value))  # the cell's own colour decides the text colour (any colormap)
+            dark = 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5
             ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=9, color="white" if dark else "black")
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
 
