@@ -44,11 +44,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads for the encoders and the transformers backend")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(REPO / "results" / "icl_v2.json"), help="results JSON (default: %(default)s)")
+    p.add_argument("--render", action="store_true",
+                   help="only write the tables of results/icl_v2.json (and icl_v2_lc.json) into docs/selection.md")
     return p
+
+
+RENDERED = {"icl-v2": "icl_v2.json", "icl-v2-lc": "icl_v2_lc.json"}  # docs/selection.md marker -> results file
+
+
+def render() -> int:
+    """The tables of each results file between its markers of docs/selection.md, with the run's conditions."""
+    from pie_retriever._util import atomic_write_text
+    from pie_retriever.bench.icl_v2 import format_tables
+
+    doc = REPO / "docs" / "selection.md"
+    text = doc.read_text(encoding="utf-8")
+    for marker, name in RENDERED.items():
+        path = REPO / "results" / name
+        start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+        if not path.is_file() or start not in text:
+            continue
+        res = json.loads(path.read_text(encoding="utf-8"))
+        load = res.get("machine", {}).get("load_average")
+        chosen = "task only" if res["chosen"]["content_weight"] == 0 else res["chosen"]["condition"]
+        head = (f"`{res['command'].strip()}`: task model `{res['task_model']}`, {res['llm']['backend']}:{res['llm']['model']} "
+                f"({res['llm']['dtype']}), {res['wall_s'] / 60:.1f} min, 1-minute load average at start "
+                f"{load[0] if load else '?'} on 2 cores, {res['created']}. Chosen on dev: **{chosen}** "
+                f"(scorer {res['chosen']['scorer']}, content_weight {res['chosen']['content_weight']:g}); rule: {res['chosen']['rule']}.\n\n")
+        body = head + format_tables(res)
+        text = text[: text.index(start) + len(start)] + "\n" + body + text[text.index(end):]
+        print(f"rendered {name} into docs/selection.md")
+    atomic_write_text(doc, text)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.render:
+        return render()
     if args.threads:
         import torch
 

@@ -154,6 +154,13 @@ if (_artifact_dir("pie-minilm") / ARTIFACT_MANIFEST).is_file():
         "all-MiniLM-L6-v2 contrastively tuned on IEB task labels (supervised PIE; shipped LoRA artifact)",
     )
 
+if (_artifact_dir("pie-minilm-lc") / ARTIFACT_MANIFEST).is_file():
+    register_artifact_alias(
+        "pie-minilm-lc", "minilm",
+        "pie-minilm tuned further on instructions joined to their context and topic-swapped passages: for pools of "
+        "prompt templates around passages (opt-in; shipped LoRA artifact, docs/selection.md)",
+    )
+
 DEFAULT_MODEL = "pie-minilm" if "pie-minilm" in MODEL_ALIASES else "minilm"
 
 # The default model's int8 ONNX export (~23 MB, over the 5 MB limit for tracked files): built from the packaged
