@@ -34,7 +34,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ._util import check_int
-from .encoders.base import Encoder
+from .encoders.base import DelegatingEncoder, Encoder
 from .errors import ConfigError, EncoderMismatchError, require
 from .prompts import apply_prompt
 from .types import Demonstration
@@ -166,23 +166,12 @@ def encode_with_ray(encoder: Encoder, texts: Sequence[str], *, workers: int = 2,
     return out
 
 
-class _Precomputed(Encoder):
+class _Precomputed(DelegatingEncoder):
     """Serves vectors computed elsewhere for exactly ``texts`` (documents, in order); anything else is encoded."""
 
     def __init__(self, encoder: Encoder, texts: list[str], vectors: np.ndarray) -> None:
-        self.inner, self.texts, self.vectors = encoder, texts, vectors
-        self.prompt, self.query_prompt = encoder.prompt, encoder.query_prompt
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    def config(self) -> dict[str, Any]:
-        return self.inner.config()
+        super().__init__(encoder)
+        self.texts, self.vectors = texts, vectors
 
     def encode(self, texts: Sequence[str], *, prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
         if prompt == self.prompt and list(texts) == self.texts:

@@ -9,7 +9,6 @@ the same document vectors.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,7 +16,7 @@ import numpy as np
 from .config import BACKENDS
 from .load import cpu_hog, load_average
 from .storage import exact_neighbours, recall_at_k
-from .timing import PrecomputedEncoder, batched_qps
+from .timing import PrecomputedEncoder, batched_qps, latency_stats
 
 __all__ = ["BACKENDS", "backend_encoders", "run_backends"]
 
@@ -37,14 +36,8 @@ def backend_encoders(default_encoder: Any, names: Sequence[str]) -> tuple[dict[s
 
 def _latency(fn: Any, queries: Sequence[str]) -> dict[str, float]:
     """p50/p99 ms of ``fn(q)`` one query at a time, after two warm-up calls."""
-    for q in list(queries)[:2]:
-        fn(q)
-    times = []
-    for q in queries:
-        t0 = time.perf_counter()
-        fn(q)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)), "n": len(times)}
+    stats = latency_stats(fn, queries, warmup=2)
+    return {"p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"], "n": stats["n"]}
 
 
 def run_backends(default_encoder: Any, texts: Sequence[str], vectors: np.ndarray, single_q: Sequence[str], batch_q: Sequence[str], *,

@@ -8,35 +8,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..encoders.base import Encoder
+from ..encoders.base import DelegatingEncoder
 from ..errors import ConfigError
 
 __all__ = ["PrecomputedEncoder", "RecordingEncoder", "batched_qps", "latency_stats"]
 
 
-class RecordingEncoder(Encoder):
+class RecordingEncoder(DelegatingEncoder):
     """Wraps an encoder; remembers the document vectors it produced and the seconds spent encoding them."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.prompt = inner.prompt
-        self.query_prompt = inner.query_prompt
+        super().__init__(inner)
         self.vectors: list[np.ndarray] = []
         self.encode_s = 0.0
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self.inner.fingerprint
-
-    def config(self) -> dict[str, Any]:
-        return self.inner.config()
-
-    def encode(self, texts: Sequence[str], *, prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
-        return self.inner.encode(texts, prompt=prompt, show_progress=show_progress)
 
     def encode_documents(self, texts: Sequence[str], *, show_progress: bool | None = None) -> np.ndarray:
         t0 = time.perf_counter()
@@ -70,7 +54,7 @@ class PrecomputedEncoder(RecordingEncoder):
 
 
 def latency_stats(fn: Callable[[str], Any], queries: Sequence[str], *, warmup: int = 3) -> dict[str, float]:
-    """Call ``fn(q)`` once per query (after ``warmup`` calls) and return p50/p95/mean in milliseconds."""
+    """Call ``fn(q)`` once per query (after ``warmup`` calls) and return p50/p95/p99/mean in milliseconds."""
     for q in list(queries)[:warmup]:
         fn(q)
     times = []
@@ -80,7 +64,7 @@ def latency_stats(fn: Callable[[str], Any], queries: Sequence[str], *, warmup: i
         times.append((time.perf_counter() - t0) * 1000.0)
     arr = np.asarray(times)
     return {"p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
-            "mean_ms": float(arr.mean()), "n": len(arr)}
+            "p99_ms": float(np.percentile(arr, 99)), "mean_ms": float(arr.mean()), "n": len(arr)}
 
 
 def batched_qps(fn: Callable[[list[str]], Any], queries: Sequence[str], *, repeats: int = 2) -> dict[str, float]:

@@ -46,6 +46,30 @@ class Encoder(ABC):
         return self.encode(texts, prompt=self.prompt, show_progress=show_progress)
 
 
+class DelegatingEncoder(Encoder):
+    """An encoder that forwards everything to ``inner``; subclasses override what they change (a wrapper that
+    records, serves precomputed vectors, ...). The fingerprint and config are the inner encoder's, so an index
+    built through a wrapper reloads with the real encoder."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner = inner
+        self.prompt, self.query_prompt = inner.prompt, inner.query_prompt
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    def config(self) -> dict[str, Any]:
+        return self.inner.config()
+
+    def encode(self, texts: Sequence[str], *, prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
+        return self.inner.encode(texts, prompt=prompt, show_progress=show_progress)
+
+
 def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
     if isinstance(texts, str):
         msg = f"encode() takes a list of {what}s, got a single string; wrap it in a list: [{texts!r:.40}]"

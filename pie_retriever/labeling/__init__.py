@@ -29,28 +29,8 @@ Importing this package does not import spaCy; it is loaded on first use. Install
 
 from __future__ import annotations
 
-from .api import (
-    FALLBACK_LABEL,
-    NONE,
-    SPACY_MODEL,
-    label_agreement,
-    label_demonstrations,
-    label_instruction,
-    label_instructions,
-    load_pipeline,
-    parse_label,
-)
+from . import api
+from .api import *  # noqa: F403  (the public names are api.__all__)
 from .cli import main
 
-__all__ = [
-    "FALLBACK_LABEL",
-    "NONE",
-    "SPACY_MODEL",
-    "label_agreement",
-    "label_demonstrations",
-    "label_instruction",
-    "label_instructions",
-    "load_pipeline",
-    "main",
-    "parse_label",
-]
+__all__ = [*api.__all__, "main"]
