@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -340,7 +341,7 @@ def _plot_quality(ax: Any, q: dict[str, Any]) -> None:
     for xi, v in zip(x, bm):
         if v is not None:
             ax.hlines(v, xi - 0.42, xi + 0.42, colors="black", linestyles=":", linewidth=0.8)
-    ax.set_xticks(x, [_set_title(s, q["sets"][s]) for s in sets], fontsize=8)
+    ax.set_xticks(x, [textwrap.fill(_set_title(s, q["sets"][s]), 24) for s in sets], fontsize=8)  # wrapped: no overlap
     ax.set_ylabel("P@4 (same task label)")
     ax.set_ylim(0, 1.05)
     ax.set_title("Task-match quality (dotted: BM25)")
