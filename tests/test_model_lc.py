@@ -48,4 +48,4 @@ def test_matches_templated_prompts_by_task_better_than_the_default():
         return float(np.mean([(labels[t] == q.metadata["task"]).mean() for t, q in zip(top, queries)]))
 
     lc, default = p_at_4("pie-minilm-lc"), p_at_4("pie-minilm")
-    assert lc > default + 0.05, (lc, default)  # measured: 0.972 vs 0.861 (benchmarks/long_context.py)
+    assert lc > default + 0.05, (lc, default)  # measured: 0.974 vs 0.861 (benchmarks/long_context.py)
