@@ -18,6 +18,7 @@ under the read lock).
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -197,6 +198,7 @@ class DenseContent(ContentScorer):
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
+@functools.lru_cache(maxsize=1)
 def _bm25s_english_stopwords() -> frozenset[str]:
     """bm25s' English stopword list, read from its data module alone.
 

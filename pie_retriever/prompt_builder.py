@@ -353,7 +353,8 @@ class FewShotPromptBuilder:
         # Embed the query the way the pool was embedded (instruction, plus input if the pool includes inputs).
         texts = [Demonstration(q, i).text(fields) or q for q, i in parsed]
         options = dict(self.retrieve_options)
-        if getattr(self.retriever, "content", None) is not None:  # content relevance reads the instruction and its input
+        weight = options.get("content_weight", getattr(self.retriever, "content_weight", 0.0)) or 0.0
+        if weight > 0 and getattr(self.retriever, "content", None) is not None:  # content reads instruction + input
             options.setdefault("content_queries", [Demonstration(q, i).text(("instruction", "input")) for q, i in parsed])
         return self.retriever.retrieve_batch(texts, self.k, **options)
 
