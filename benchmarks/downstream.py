@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "downstream"
 RESULTS = REPO / "results"
 DOCS = REPO / "docs" / "downstream.md"
+# The tuned model measured here: the library default (every downstream command's default model).
+TUNED = __import__("pie_retriever.models", fromlist=["DEFAULT_MODEL"]).DEFAULT_MODEL
 BUDGETS = (50, 200, 600)
 RATIOS = (0.02, 0.05, 0.1, 0.2)
 
@@ -49,7 +51,7 @@ class Context:
         from pie_retriever.downstream.embed import make_encoder
 
         if name not in self.encoders:
-            self.encoders[name] = make_encoder(None if name == "pie-minilm" else name)
+            self.encoders[name] = make_encoder(name)
         return self.encoders[name]
 
     def vectors(self, texts: list[str], model: str) -> np.ndarray:
@@ -106,14 +108,14 @@ def selection(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"budgets": list(BUDGETS), "sets": {}}
     for set_name, (set_texts, labels) in sets.items():
         labels = labels or ctx.silver(set_texts)
-        vecs = {m: ctx.vectors(set_texts, m) for m in ("pie-minilm", "minilm")}
+        vecs = {m: ctx.vectors(set_texts, m) for m in (TUNED, "minilm")}
         rows: dict[str, Any] = {}
         for budget in BUDGETS:
-            row = {"random": _coverage_runs(vecs["pie-minilm"], labels, budget, "random", range(20))}
-            for model in ("pie-minilm", "minilm"):
+            row = {"random": _coverage_runs(vecs[TUNED], labels, budget, "random", range(20))}
+            for model in (TUNED, "minilm"):
                 row[f"kmeans / {model}"] = _coverage_runs(vecs[model], labels, budget, "kmeans", range(5))
                 row[f"kcenter / {model}"] = _coverage_runs(vecs[model], labels, budget, "kcenter", range(1))
-            row["task-quota (uses the labels)"] = _coverage_runs(vecs["pie-minilm"], labels, budget, "task-quota", range(1))
+            row["task-quota (uses the labels)"] = _coverage_runs(vecs[TUNED], labels, budget, "task-quota", range(1))
             rows[str(budget)] = row
             print(f"selection {set_name} budget {budget}: " + ", ".join(f"{k} {v['distinct']['mean']:.1f}" for k, v in row.items()), file=sys.stderr)
         out["sets"][set_name] = {"n": len(set_texts), "labels": len(set(labels)), "by_budget": rows}
@@ -136,7 +138,7 @@ def item_scores(ctx: Context, texts: list[str], labels: list[str]) -> dict[str, 
         "MiniLM + PIE prompt (mean)": EmbeddingRanker(TransformerEncoder("minilm", prompt="pie")),
         "hashing (384-d word hashing)": EmbeddingRanker(HashingEncoder(dim=384)),
     }
-    out = {"pie-minilm": per_item(rank_by_vectors(ctx.vectors(texts, "pie-minilm"), ctx.vectors(texts, "pie-minilm"), 4, loo=True)),
+    out = {TUNED: per_item(rank_by_vectors(ctx.vectors(texts, TUNED), ctx.vectors(texts, TUNED), 4, loo=True)),
            "all-MiniLM-L6-v2": per_item(rank_by_vectors(ctx.vectors(texts, "minilm"), ctx.vectors(texts, "minilm"), 4, loo=True))}
     for name, ranker in systems.items():
         out[name] = per_item(ranker.rank(texts, None, 4, loo=True))
@@ -177,9 +179,9 @@ def compression(ctx: Context) -> dict[str, Any]:
     scores_by = item_scores(ctx, texts, labels)
     names = list(scores_by)
     scores = np.stack([scores_by[n] for n in names], axis=1)
-    vectors = {m: ctx.vectors(texts, m) for m in ("pie-minilm", "minilm")}
-    methods = [("random", "pie-minilm", True, range(200)), ("kmeans", "pie-minilm", True, range(20)),
-               ("kmeans", "pie-minilm", False, range(20)), ("stratified", "pie-minilm", True, range(20)),
+    vectors = {m: ctx.vectors(texts, m) for m in (TUNED, "minilm")}
+    methods = [("random", TUNED, True, range(200)), ("kmeans", TUNED, True, range(20)),
+               ("kmeans", TUNED, False, range(20)), ("stratified", TUNED, True, range(20)),
                ("kmeans", "minilm", True, range(20)), ("stratified", "minilm", True, range(20))]
     out: dict[str, Any] = {"n": len(texts), "systems": {n: float(scores_by[n].mean()) for n in names}, "by_ratio": {}}
     for ratio in RATIOS:
@@ -204,20 +206,20 @@ def compare_sources(ctx: Context) -> dict[str, list[str]]:
 
 
 def compare(ctx: Context) -> dict[str, Any]:
-    """Coverage and Wasserstein matrices of six offline sets (pie-minilm, heatmap PNG; plain MiniLM in the JSON)."""
+    """Coverage and Wasserstein matrices of six offline sets (the default model, heatmap PNG; plain MiniLM in the JSON)."""
     from pie_retriever.downstream.compare import compare_sets, plot_comparison
 
     sources = compare_sources(ctx)
     out = {}
-    for model in ("pie-minilm", "minilm"):
+    for model in (TUNED, "minilm"):
         out[model] = compare_sets({n: ctx.vectors(t, model) for n, t in sources.items()}, max_items=20000)
-    plot_comparison(out["pie-minilm"], RESULTS / "downstream_compare.png", title="dataset task correlation (pie-minilm)")
+    plot_comparison(out[TUNED], RESULTS / "downstream_compare.png", title=f"dataset task correlation ({TUNED})")
     return out
 
 
 # -- maps --------------------------------------------------------------------------------------------------
 def maps(ctx: Context) -> dict[str, Any]:
-    """Side by side on the bundled pool (plain MiniLM vs pie-minilm, gold tasks) and eft_train_unsup by named cluster."""
+    """Side by side on the bundled pool (plain MiniLM vs the default model, gold tasks) and eft_train_unsup by named cluster."""
     from pie_retriever.downstream.taskmap import make_panel, plot_maps
     from pie_retriever.pools import load_bundled_pool
 
@@ -225,7 +227,7 @@ def maps(ctx: Context) -> dict[str, Any]:
     texts, gold = [d.instruction for d in pool], [d.metadata["task"] for d in pool]
     out: dict[str, Any] = {"bundled": {}}
     panels = []
-    for model, title in (("minilm", "all-MiniLM-L6-v2 (plain)"), ("pie-minilm", "pie-minilm (the default)")):
+    for model, title in (("minilm", "all-MiniLM-L6-v2 (plain)"), (TUNED, f"{TUNED} (the default)")):
         panel, summary = make_panel(texts, ctx.vectors(texts, model), labels=gold, projection="auto", title=title)
         panel.title = f"{title}: silhouette by task {summary['silhouette']:.3f}"
         panels.append(panel)
@@ -233,8 +235,8 @@ def maps(ctx: Context) -> dict[str, Any]:
     out["bundled"]["skipped_labels"] = plot_maps(panels, RESULTS / "downstream_map_bundled.png",
                                                  suptitle="bundled pool: 249 instructions, 30 tasks (colour and name = gold task)")
     unsup = ctx.unsup()
-    panel, summary = make_panel(unsup, ctx.vectors(unsup, "pie-minilm"), color_by="cluster", labels=ctx.silver(unsup), n_clusters=40,
-                                title="IEB eft_train_unsup, 20,814 instructions, 40 KMeans clusters (pie-minilm)")
+    panel, summary = make_panel(unsup, ctx.vectors(unsup, TUNED), color_by="cluster", labels=ctx.silver(unsup), n_clusters=40,
+                                title=f"IEB eft_train_unsup, 20,814 instructions, 40 KMeans clusters ({TUNED})")
     out["eft_train_unsup"] = {"silhouette": summary["silhouette"], "k": summary["k"], "groups": summary["groups"],
                               "skipped_labels": plot_maps([panel], RESULTS / "downstream_map_eft_train_unsup.png", panel_size=9.0)}
     return out
@@ -266,12 +268,12 @@ def tasks(ctx: Context) -> dict[str, Any]:
     silver = ctx.silver(texts)
     out: dict[str, Any] = {"eft_test": {"n": len(texts), "gold_labels": len(set(gold)),
                                         "labeler_agreement": float(np.mean([tuple(s.split("|")) in parse(g) for s, g in zip(silver, gold)]))}}
-    for model in ("pie-minilm", "minilm"):
+    for model in (TUNED, "minilm"):
         res = discover_tasks(texts, ctx.vectors(texts, model), labels=silver)
         out["eft_test"][model] = {"k": res["k"], "silhouette": res["silhouette"], "ari": adjusted_rand_score(gold, res["assign"]),
                                   "name_accuracy": _name_accuracy(res, gold)}
     unsup = ctx.unsup()
-    res = discover_tasks(unsup, ctx.vectors(unsup, "pie-minilm"), labels=ctx.silver(unsup))
+    res = discover_tasks(unsup, ctx.vectors(unsup, TUNED), labels=ctx.silver(unsup))
     out["eft_train_unsup"] = {"n": len(unsup), "k": res["k"], "silhouette": res["silhouette"],
                               "top": [{k: c[k] for k in ("name", "size", "share", "purity", "verb_share", "examples")} for c in res["clusters"][:15]]}
     return out
@@ -400,20 +402,20 @@ def render_compression(res: dict[str, Any]) -> str:
 
 def render_compare(res: dict[str, Any]) -> str:
     out = []
-    for model in ("pie-minilm", "minilm"):
+    for model in (TUNED, "minilm"):
         r = res[model]
         names = [f"{n} ({s:,})" for n, s in zip(r["names"], r["sizes"])]
         cov = [[n, *(f"{v:.3f}" for v in row)] for n, row in zip(names, r["coverage"])]
         out.append(f"Coverage, {model} (row covered by column; diagonal leave-one-out):\n\n" + _table(["", *r["names"]], cov))
-    wd = res["pie-minilm"]
+    wd = res[TUNED]
     rows = [[n, *(f"{v:.4f}" for v in row)] for n, row in zip(wd["names"], wd["wasserstein"])]
-    out.append("Mean per-dimension Wasserstein distance, pie-minilm:\n\n" + _table(["", *wd["names"]], rows))
+    out.append(f"Mean per-dimension Wasserstein distance, {TUNED}:\n\n" + _table(["", *wd["names"]], rows))
     return "\n\n".join(out)
 
 
 def render_tasks(res: dict[str, Any]) -> str:
     e = res["eft_test"]
-    rows = [[m, str(e[m]["k"]), f"{e[m]['ari']:.3f}", f"{e[m]['name_accuracy']:.3f}"] for m in ("pie-minilm", "minilm")]
+    rows = [[m, str(e[m]["k"]), f"{e[m]['ari']:.3f}", f"{e[m]['name_accuracy']:.3f}"] for m in (TUNED, "minilm")]
     t1 = (f"eft_test ({e['n']:,} instructions, {e['gold_labels']} gold labels; the labeler alone agrees with the gold "
           f"label on {e['labeler_agreement']:.3f} of the instructions):\n\n" + _table(["model", "clusters (chosen)", "ARI vs gold", "name accuracy"], rows))
     u = res["eft_train_unsup"]

@@ -1,8 +1,8 @@
 """ICL benchmark v2: task + content selection with SmolLM2-135M, content_weight chosen on dev, reported on test.
 
-    python benchmarks/icl_v2.py                        # vLLM (bf16) backend → results/icl_v2.json, tables printed
+    python benchmarks/icl_v2.py                        # the default task model, vLLM (bf16) → results/icl_v2.json, tables printed
     python benchmarks/icl_v2.py --backend transformers --dtype float32 --limit 4   # a small smoke run
-    python benchmarks/icl_v2.py --task-model runs/pie-minilm-lc --out results/icl_v2-lc.json   # another task model
+    python benchmarks/icl_v2.py --task-model pie-minilm --out results/icl_v2_short.json   # another task model
 
 The protocol is :mod:`pie_retriever.bench.icl_v2` (sets: the bundled pool and the templated-prompt set; dev/test
 split per task; the (scorer, content_weight) pair with the best dev score is chosen; the test table reports every

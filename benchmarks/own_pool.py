@@ -176,7 +176,7 @@ def dspy_match(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         return round(sum(hits) / len(hits), 4)
 
     out: dict[str, Any] = {"k": 4, "queries": len(queries)}
-    for model in ("pie-minilm", "minilm"):
+    for model in (_default_model(), "minilm"):
         enc = TransformerEncoder(model)
         out[model] = {
             "dspy.Embedder(encoder.encode, caching=False) (DSPy default: embeds 'instruction: ...')":
@@ -186,6 +186,12 @@ def dspy_match(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             "PIEKNNFewShot (PIERetriever inside)": match(PIEKNNFewShot(4, train, model=enc, max_bootstrapped_demos=0)),
         }
     return out
+
+
+def _default_model() -> str:
+    from pie_retriever.models import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
 
 
 def llamaindex_match(work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -204,7 +210,7 @@ def llamaindex_match(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         return round(sum(hits) / len(hits), 4)
 
     out: dict[str, Any] = {"k": 4, "queries": len(queries)}
-    for model in ("pie-minilm", "minilm"):
+    for model in (_default_model(), "minilm"):
         pie = PIERetriever.from_demonstrations(pool, model)
         emb = PIEEmbedding(pie)
         default_nodes = [TextNode(text=d.instruction, id_=d.id, metadata={"output": d.output, "topic": d.metadata["topic"]})
@@ -261,9 +267,10 @@ def _table_train(b: dict[str, Any] | None, i: dict[str, Any] | None) -> str:
 
 
 def _table_framework(d: dict[str, Any]) -> str:
-    names = list(d["pie-minilm"])
-    rows = ["| retrieval (k = 4) | `pie-minilm` | `minilm` |", "|---|---|---|"]
-    rows += [f"| {n} | {d['pie-minilm'][n]:.3f} | {d['minilm'][n]:.3f} |" for n in names]
+    tuned = next(m for m in d if m.startswith("pie-minilm"))  # the default model of the run (its JSON key)
+    names = list(d[tuned])
+    rows = [f"| retrieval (k = 4) | `{tuned}` | `minilm` |", "|---|---|---|"]
+    rows += [f"| {n} | {d[tuned][n]:.3f} | {d['minilm'][n]:.3f} |" for n in names]
     return "\n".join(rows) + f"\n\nTask match over {d['queries']} held-out queries; `python benchmarks/own_pool.py --only {d['section']}` ({_load_note(d)})."
 
 

@@ -322,7 +322,7 @@ def update_readme(readme: str | os.PathLike, markdown: str) -> bool:
 
 
 # -- chart -----------------------------------------------------------------------------------------
-_COLORS = {"bm25": "#7f7f7f", "tfidf": "#bcbd22", "minilm": "#1f77b4", "pie-zeroshot": "#9467bd", "default": "#d62728",
+_COLORS = {"bm25": "#7f7f7f", "tfidf": "#bcbd22", "minilm": "#1f77b4", "pie-zeroshot": "#9467bd", "pie-minilm": "#e377c2", "default": "#d62728",
            "smollm2-pie": "#ff7f0e"}
 
 

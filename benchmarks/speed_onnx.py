@@ -210,14 +210,14 @@ def cold_start(folders: dict[str, Path], repeats: int) -> dict[str, Any]:
     return out
 
 
-def cold_folders(backends: dict[str, Callable[[], Any]], tmp: Path) -> dict[str, Path]:
+def cold_folders(backends: dict[str, Callable[[], Any]], tmp: Path, model: str) -> dict[str, Path]:
     from pie_retriever import PIERetriever
     from pie_retriever.pools import load_bundled_pool
 
     pool = load_bundled_pool()
     folders = {}
-    for label, name in (("torch (pie-minilm)", "torch auto (policy: 1 thread + fp32 for one query; all cores + bf16 for batches)"),
-                        ("onnx int8 (pie-minilm-onnx)", "onnx int8, policy (1 thread for one query, all cores for batches)")):
+    for label, name in ((f"torch ({model})", "torch auto (policy: 1 thread + fp32 for one query; all cores + bf16 for batches)"),
+                        (f"onnx int8 ({model}-onnx)", "onnx int8, policy (1 thread for one query, all cores for batches)")):
         retriever = PIERetriever.from_demonstrations(pool, backends[name](), show_progress=False)
         folders[label] = retriever.save(tmp / label.split()[0])
     return folders
@@ -256,7 +256,7 @@ def _backends_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str
 
 def _cold_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pie-cold-") as tmp:
-        folders = cold_folders(ctx["backends"], Path(tmp))
+        folders = cold_folders(ctx["backends"], Path(tmp), ctx["model"])
         print("cold start, idle", flush=True)
         out = {"idle": cold_start(folders, args.repeats), "load_idle": load_average()}
         with cpu_hog(args.hog, max_seconds=900):
@@ -297,7 +297,8 @@ def _context(args: argparse.Namespace) -> dict[str, Any]:
     print(f"pool vectors: {len(texts):,} texts (torch, cached between runs)", flush=True)
     doc_vectors = cached_vectors(f"pool|{default.fingerprint}|{len(texts)}|{args.seed}|{texts[0]}|{texts[-1]}",
                                  lambda: default.encode_documents(texts, show_progress=False))
-    return {"ieb": ieb, "base": base, "queries": queries, "backends": backends, "texts": texts, "doc_vectors": doc_vectors}
+    return {"ieb": ieb, "base": base, "queries": queries, "backends": backends, "texts": texts, "doc_vectors": doc_vectors,
+            "model": args.model}
 
 
 def run(args: argparse.Namespace, previous: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -397,7 +398,7 @@ def update_doc(results: dict[str, Any]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="pie-minilm")
+    p.add_argument("--model", default=None, help="model alias (default: the library default, DEFAULT_MODEL)")
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     p.add_argument("--n-single", type=int, default=100)
     p.add_argument("--batch", type=int, default=512)
@@ -415,6 +416,10 @@ def main() -> None:
     if args.render:
         update_doc(json.loads((Path(args.out) / "speed_onnx.json").read_text()))
         return
+    if args.model is None:
+        from pie_retriever.models import DEFAULT_MODEL
+
+        args.model = DEFAULT_MODEL
     if args.quick:
         args.sizes, args.n_single, args.batch, args.repeats, args.storage_queries = [2_000, 20_000], 30, 128, 1, 200
     warnings.filterwarnings("ignore", message=".*longer than max_length.*")

@@ -76,7 +76,7 @@ def is_onnx_folder(path: Any) -> bool:
 
 
 def is_onnx_spec(spec: Any) -> bool:
-    """True for an ONNX export folder or an alias served by one (``pie-minilm-onnx``); resolves nothing."""
+    """True for an ONNX export folder or an alias served by one (``pie-minilm-lc-onnx``); resolves nothing."""
     if isinstance(spec, str) and spec in MODEL_ALIASES:
         return MODEL_ALIASES[spec].onnx
     return is_onnx_folder(spec)
@@ -151,25 +151,33 @@ def register_artifact_alias(name: str, base: str, description: str) -> None:
 if (_artifact_dir("pie-minilm") / ARTIFACT_MANIFEST).is_file():
     register_artifact_alias(
         "pie-minilm", "minilm",
-        "all-MiniLM-L6-v2 contrastively tuned on IEB task labels (supervised PIE; shipped LoRA artifact)",
+        "all-MiniLM-L6-v2 contrastively tuned on IEB task labels (supervised PIE on short instructions; the "
+        "first default, kept so indexes built with it still load)",
     )
 
 if (_artifact_dir("pie-minilm-lc") / ARTIFACT_MANIFEST).is_file():
     register_artifact_alias(
         "pie-minilm-lc", "minilm",
-        "pie-minilm tuned further on instructions joined to their context and topic-swapped passages: for pools of "
-        "prompt templates around passages (opt-in; shipped LoRA artifact, docs/selection.md)",
+        "the default: pie-minilm tuned further on instructions joined to their context and on topic-swapped "
+        "passages, so prompt templates around a passage match by task, not topic (shipped LoRA artifact)",
     )
 
-DEFAULT_MODEL = "pie-minilm" if "pie-minilm" in MODEL_ALIASES else "minilm"
+#: The library default: the long-context model when its artifact ships, else the short-instruction one, else
+#: the untuned base (docs/selection.md has the measurements behind the choice).
+DEFAULT_MODEL = next((name for name in ("pie-minilm-lc", "pie-minilm") if name in MODEL_ALIASES), "minilm")
 
-# The default model's int8 ONNX export (~23 MB, over the 5 MB limit for tracked files): built from the packaged
+# Each shipped model's int8 ONNX export (~23 MB, over the 5 MB limit for tracked files): built from the packaged
 # weights into the cache folder at first use (needs torch that once), then used without torch.
-MODEL_ALIASES[f"{DEFAULT_MODEL}-onnx"] = _Alias(
-    _cached_onnx(DEFAULT_MODEL), "encoder", MODEL_ALIASES[DEFAULT_MODEL].pooling, MODEL_ALIASES[DEFAULT_MODEL].prompt,
-    f"{DEFAULT_MODEL} exported to ONNX with dynamic int8 weights (onnxruntime, no torch at query time; built into the cache at first use)",
-    onnx=True,
-)
+for _name in [n for n in ("pie-minilm-lc", "pie-minilm") if n in MODEL_ALIASES]:
+    MODEL_ALIASES[f"{_name}-onnx"] = _Alias(
+        _cached_onnx(_name), "encoder", MODEL_ALIASES[_name].pooling, MODEL_ALIASES[_name].prompt,
+        f"{_name} exported to ONNX with dynamic int8 weights (onnxruntime, no torch at query time; built into the "
+        "cache at first use)",
+        onnx=True,
+    )
+
+#: The default model's ONNX alias (``pie-minilm-lc-onnx``): the fast query path of ``DEFAULT_MODEL``.
+DEFAULT_ONNX_MODEL = f"{DEFAULT_MODEL}-onnx" if f"{DEFAULT_MODEL}-onnx" in MODEL_ALIASES else None
 
 
 def _kind_of_folder(path: Path) -> ModelKind:

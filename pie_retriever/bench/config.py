@@ -76,10 +76,11 @@ def methods() -> dict[str, Method]:
     from ..models import DEFAULT_MODEL
 
     default_desc = f"the library default model {DEFAULT_MODEL!r} with its own prompt and pooling"
-    if DEFAULT_MODEL == "pie-minilm":
-        meta = artifact_manifest(DEFAULT_MODEL)
-        default_desc = (f"all-MiniLM-L6-v2 contrastively tuned on task labels (shipped {meta.get('type', 'trained')} "
-                        f"artifact pie-minilm: {meta.get('prompt', '?')} prompt, {meta.get('pooling', '?')} pooling)")
+    meta = artifact_manifest(DEFAULT_MODEL)
+    if meta:
+        default_desc = (f"all-MiniLM-L6-v2 contrastively tuned on task labels, then on instructions joined to their "
+                        f"context (shipped {meta.get('type', 'trained')} artifact {DEFAULT_MODEL}: "
+                        f"{meta.get('prompt', '?')} prompt, {meta.get('pooling', '?')} pooling)")
     return {
         "bm25": Method("BM25 (bm25s)", BM25_DESCRIPTION, "bm25"),
         "tfidf": Method("TF-IDF", "scikit-learn TfidfVectorizer defaults fitted on the pool, cosine", "tfidf"),
@@ -87,6 +88,8 @@ def methods() -> dict[str, Method]:
         "pie-zeroshot": Method("MiniLM + PIE prompt, zero-shot", "all-MiniLM-L6-v2, the paper's PIE prompt, mean pooling, no training",
                                "encoder", "minilm", "pie"),
         "default": Method(f"default model ({DEFAULT_MODEL})", default_desc, "encoder", DEFAULT_MODEL, None),
+        "pie-minilm": Method("pie-minilm (short instructions)", "all-MiniLM-L6-v2 contrastively tuned on task labels of "
+                             "short instructions only (the first default, kept as an alias)", "encoder", "pie-minilm", None),
         "smollm2-pie": Method("SmolLM2-135M + PIE prompt, zero-shot", "SmolLM2-135M-Instruct decoder, PIE prompt, last-token pooling "
                               "averaged over the last two layers (the paper's decoder recipe), no training", "encoder", "smollm2", "pie"),
     }
@@ -96,7 +99,7 @@ METHODS: dict[str, str] = {name: m.description for name, m in methods().items()}
 
 SLOW_METHODS = ("smollm2-pie",)  # run only on sets with at most BenchConfig.decoder_max_texts texts
 MAX_LABELS_BY_TASK = 60  # sets with at most this many labels also get P@4 per task in the JSON
-FULL_METHODS = ("bm25", "tfidf", "minilm", "pie-zeroshot", "default", "smollm2-pie")
+FULL_METHODS = ("bm25", "tfidf", "minilm", "pie-zeroshot", "pie-minilm", "default", "smollm2-pie")
 QUICK_METHODS = ("bm25", "tfidf", "minilm", "pie-zeroshot", "default")
 ICL_CONDITIONS = ("none", "random", "bm25", "minilm", "pie", "oracle")
 

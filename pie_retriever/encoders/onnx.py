@@ -20,7 +20,7 @@ import numpy as np
 from .._threads import resolve_threads
 from .._util import check_int
 from ..errors import ConfigError, UnknownModelError, require
-from ..models import ONNX_CARD, ONNX_MODEL, TOKENIZER_FILE, resolve_model
+from ..models import DEFAULT_ONNX_MODEL, ONNX_CARD, ONNX_MODEL, TOKENIZER_FILE, resolve_model
 from ..prompts import apply_prompt, resolve_prompt
 from .base import Encoder, check_texts, l2_normalize, warn_if_truncated
 
@@ -43,7 +43,7 @@ class OnnxEncoder(Encoder):
     """Embed instructions with an ONNX export (see :mod:`pie_retriever.onnx_export`).
 
     Args:
-        model: an export folder, or a model spec resolving to one (the ``pie-minilm-onnx`` alias).
+        model: an export folder, or a model spec resolving to one (the ``pie-minilm-lc-onnx`` alias of the default model).
         prompt / query_prompt: override the card's prompts (applied before tokenizing, as in the torch encoder).
         max_length: token limit per text; default the card's (at most the model's position limit).
         batch_size: texts per onnxruntime call.
@@ -56,7 +56,7 @@ class OnnxEncoder(Encoder):
 
     def __init__(self, model: Any = None, *, prompt: str | None = None, query_prompt: str | None = None,
                  max_length: int | None = None, batch_size: int = 64, threads: int | None = None) -> None:
-        self.model_spec = os.fspath(model) if isinstance(model, os.PathLike) else (model or "pie-minilm-onnx")
+        self.model_spec = os.fspath(model) if isinstance(model, os.PathLike) else (model or DEFAULT_ONNX_MODEL or "minilm")
         resolved = resolve_model(self.model_spec)
         if "onnx" not in resolved.extra:
             msg = (f"Model {self.model_spec!r} is not an ONNX export (no {ONNX_CARD}); export it first with "

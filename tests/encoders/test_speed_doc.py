@@ -1,4 +1,4 @@
-"""The snippet of docs/speed.md runs as written (a real int8 export of pie-minilm, then a torch-free reload)."""
+"""The snippet of docs/speed.md runs as written (a real int8 export of the default pie-minilm-lc, then a torch-free reload)."""
 
 import re
 import subprocess

@@ -308,21 +308,22 @@ def test_tiny_real_training_saves_and_reloads(ieb, tmp_path, minilm):
 
 
 @pytest.mark.slow
-def test_shipped_pie_minilm_beats_minilm_on_eft_slice(ieb):
+@pytest.mark.parametrize("model", ["pie-minilm", "pie-minilm-lc"])
+def test_shipped_models_beat_minilm_on_eft_slice(ieb, model):
     from pie_retriever.datasets.ieb import load_labelled
     from pie_retriever.encoders.transformer import TransformerEncoder
     from pie_retriever.evaluation.ieb import task_retrieval
     from pie_retriever.evaluation.rankers import EmbeddingRanker
     from pie_retriever.models import DEFAULT_MODEL, MODEL_ALIASES
 
-    if "pie-minilm" not in MODEL_ALIASES:
-        pytest.skip("no shipped pie-minilm artifact")
-    assert DEFAULT_MODEL == "pie-minilm"
+    if model not in MODEL_ALIASES:
+        pytest.skip(f"no shipped {model} artifact")
+    assert DEFAULT_MODEL == "pie-minilm-lc"  # the long-context model is the default when it ships
     x, y = load_labelled(ieb / "eft_test.json")
     keep = sorted(set(y))[::6]  # every 6th label: 25 labels, a few hundred instructions
     rows = [i for i, lab in enumerate(y) if lab in keep]
     xs, ys = [x[i] for i in rows], [y[i] for i in rows]
-    pie = task_retrieval(EmbeddingRanker(TransformerEncoder("pie-minilm")), xs, ys)
+    pie = task_retrieval(EmbeddingRanker(TransformerEncoder(model)), xs, ys)
     plain = task_retrieval(EmbeddingRanker(TransformerEncoder("minilm")), xs, ys)
     assert pie["p@4"] > plain["p@4"] + 0.1
     assert pie["p@4"] > 0.85
