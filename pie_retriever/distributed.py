@@ -187,14 +187,17 @@ def _todo_texts(demos: list[Demonstration], embed_fields: tuple[str, ...], dedup
 
 def build_with_ray(demonstrations: Iterable[Any], encoder: Encoder, *, workers: int = 2, index: str = "flat",
                    index_options: Mapping[str, Any] | None = None, embed_fields: Sequence[str] = ("instruction",),
-                   dedupe: bool = False, address: str | None = None, show_progress: bool | None = None) -> Any:
-    """``PIERetriever.from_demonstrations(...)`` with the encoding done by :func:`encode_with_ray`."""
+                   dedupe: bool = False, address: str | None = None, show_progress: bool | None = None,
+                   content_weight: float | None = None, content_scorer: Any = "auto") -> Any:
+    """``PIERetriever.from_demonstrations(...)`` with the encoding done by :func:`encode_with_ray` (the content
+    scorer, if any, is built in this process)."""
     from .retriever import PIERetriever
     from .types import check_embed_fields
 
     demos = [Demonstration.from_any(d) for d in demonstrations]
     fields = check_embed_fields(embed_fields)
-    retriever = PIERetriever(encoder, index=index, index_options=index_options, embed_fields=fields, dedupe=dedupe)
+    retriever = PIERetriever(encoder, index=index, index_options=index_options, embed_fields=fields, dedupe=dedupe,
+                             content_weight=content_weight, content_scorer=content_scorer)
     texts = _todo_texts(demos, fields, dedupe)
     start = time.perf_counter()
     vectors = encode_with_ray(encoder, texts, workers=workers, address=address, show_progress=show_progress)

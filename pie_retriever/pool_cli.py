@@ -47,6 +47,12 @@ def add_index_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dedupe", action="store_true", help="skip demonstrations whose embedded text is already indexed")
     p.add_argument("--label-field", default=None, help="copy this field to metadata.task")
     _add_threads_argument(p)
+    p.add_argument("--content-weight", type=float, default=None, metavar="W",
+                   help="the index's default content weight in [0, 1]: 0 = task match only (default: the library's, "
+                        "pie_retriever.content.DEFAULT_CONTENT_WEIGHT = 0)")
+    p.add_argument("--content-scorer", default="bm25", choices=["bm25", "minilm", "none"],
+                   help="content scorer kept with the index for --content-weight (default: %(default)s; none: no "
+                        "content scoring, a positive weight is then an error)")
     p.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="encode in this process or on Ray actors (local Ray, or the cluster in RAY_ADDRESS); default: %(default)s")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="Ray actors encoding, one CPU each (default: %(default)s)")
@@ -72,13 +78,16 @@ def _build_retriever(args: argparse.Namespace, demos: list[Any], encoder: Any) -
     from .retriever import PIERetriever
 
     fields, options = [f.strip() for f in args.embed_fields.split(",")], _index_options(args.index_option)
+    content = {"content_weight": args.content_weight,
+               "content_scorer": None if args.content_scorer == "none" else args.content_scorer}
     if args.engine == "ray":
         from .distributed import build_with_ray
 
         return build_with_ray(demos, encoder, workers=args.workers, index=args.index, index_options=options,
-                              embed_fields=fields, dedupe=args.dedupe, show_progress=True)
+                              embed_fields=fields, dedupe=args.dedupe, show_progress=True, **content)
     return PIERetriever.from_demonstrations(
         demos, encoder, index=args.index, index_options=options, embed_fields=fields, dedupe=args.dedupe, show_progress=True,
+        **content,
     )
 
 
@@ -117,6 +126,11 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="metadata filter; repeat for several keys or values (quote values with |: 'task=write|poem')")
     p.add_argument("--min-score", type=float, default=None, help="drop hits with a cosine score below this")
     p.add_argument("--mmr", action="store_true", help="diversify the hits with maximal marginal relevance")
+    p.add_argument("--content-weight", type=float, default=None, metavar="W",
+                   help="mix content relevance into the ranking of the task candidates, in [0, 1] (default: the "
+                        "index's own weight, 0 unless it was indexed with --content-weight)")
+    p.add_argument("--content-query", default=None, metavar="TEXT",
+                   help="with one QUERY: the text whose content should match (e.g. the query's input; default: the query)")
     p.add_argument("--batch-size", type=int, default=256, help="queries per encoder call with --queries (default: %(default)s)")
     _add_threads_argument(p)
 
@@ -187,6 +201,9 @@ def _check_search_args(args: argparse.Namespace) -> None:
         raise ConfigError(msg)
     if args.output:
         _check_output_file(args.output)
+    if args.content_query is not None and args.queries is not None:
+        msg = "--content-query goes with one QUERY; with --queries each query is its own content query."
+        raise ConfigError(msg)
 
 
 def _search_many(retriever: Any, queries: list[str], args: argparse.Namespace, options: dict[str, Any]) -> int:
@@ -227,13 +244,14 @@ def run_search(args: argparse.Namespace) -> int:
     from .retriever import PIERetriever
 
     _check_search_args(args)
-    options = {"k": args.k, "filter": parse_filters(args.filter), "min_score": args.min_score, "mmr": args.mmr}
+    options = {"k": args.k, "filter": parse_filters(args.filter), "min_score": args.min_score, "mmr": args.mmr,
+               "content_weight": args.content_weight}
     queries = read_queries(args.queries) if args.queries is not None else None
     retriever = PIERetriever.load(args.index_dir)
     if queries is not None:
         return _search_many(retriever, queries, args, options)
     apply_threads(args.threads, 1)
-    _print_hits(retriever.retrieve(args.query, **options), args.json)
+    _print_hits(retriever.retrieve(args.query, content_query=args.content_query, **options), args.json)
     return 0
 
 

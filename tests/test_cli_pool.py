@@ -125,6 +125,8 @@ def test_index_stores_absolute_model_path(tmp_path, monkeypatch):
         (["search", "IDX", "q", "--filter", "task"], "quote values that hold |"),
         (["search", "IDX", "q", "--threads", "0"], "threads must be a positive integer, got 0"),
         (["add", "IDX", "missing.jsonl"], "does not exist"),
+        (["search", "IDX", "--queries", "Q", "--content-query", "x"], "--content-query goes with one QUERY"),
+        (["search", "IDX", "q", "--content-weight", "1.5"], "content_weight must be"),
     ],
 )
 def test_cli_errors_one_line(built, tmp_path, capsys, argv, message):
@@ -156,3 +158,25 @@ def test_help_lists_every_command():
         assert cmd in out
     out = subprocess.run([sys.executable, "-m", "pie_retriever.cli", "search", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--queries" in out and "--threads" in out
+
+
+def test_content_weight_flags_index_and_search(built, tmp_path, capsys):
+    """`index --content-weight/--content-scorer` store the retriever's default; `search --content-weight
+    --content-query` re-rank the task candidates by content for one call."""
+    pool = built / "pool.jsonl"
+    idx = tmp_path / "idx-content"
+    assert main(["index", str(pool), "-o", str(idx), "--model", "minilm", "--threads", "1",
+                 "--content-weight", "0.25", "--content-scorer", "bm25"]) == 0
+    manifest = json.loads((idx / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["content"]["weight"] == 0.25 and manifest["content"]["scorer"] == "bm25"
+    capsys.readouterr()
+
+    def top(*extra: str) -> str:
+        assert main(["search", str(built / "idx"), "Write a poem", "-k", "1", "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)[0]["id"]
+
+    assert top() == "p1"  # task match alone: the closest poem
+    assert top("--content-weight", "0.5", "--content-query", "taxes") == "p2"  # the poem whose content is taxes
+    none = tmp_path / "idx-none"
+    assert main(["index", str(pool), "-o", str(none), "--model", "minilm", "--content-scorer", "none"]) == 0
+    assert json.loads((none / "manifest.json").read_text(encoding="utf-8"))["content"]["scorer"] is None

@@ -1,8 +1,9 @@
 """``pie-retriever train``: contrastively train an instruction encoder on task labels and save an artifact.
 
-Reproduce the shipped default::
+Reproduce the shipped models (``pie-minilm``, then the default ``pie-minilm-lc`` warm-started from it)::
 
-    pie-retriever train --recipe default --data ../shared/ieb -o pie_retriever/artifacts/pie-minilm
+    pie-retriever train --recipe default --data ../shared/ieb -o runs/pie-minilm
+    pie-retriever train --recipe long-context --set init_adapter=runs/pie-minilm --data ../shared/ieb -o runs/pie-minilm-lc
 
 Train on your own labelled pool (a metadata field such as ``task`` names each instruction's task)::
 
