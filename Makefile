@@ -20,7 +20,7 @@ $(VENV)/.core-installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.core-installed
-	$(PIP) install -e ".[langchain,train,bench,serve,onnx,scale,dspy,llamaindex,downstream,dev]"
+	$(PIP) install -e ".[langchain,train,bench,serve,onnx,scale,dspy,llamaindex,downstream,mpnet,dev]"
 	touch $@
 
 $(VENV)/.vllm-installed: scripts/install_vllm.sh $(VENV)/.dev-installed

@@ -77,7 +77,7 @@ def render(path: Path) -> int:
     text = doc.read_text(encoding="utf-8")
     start, end = "<!-- long-context:start -->", "<!-- long-context:end -->"
     sizes = ", ".join(f"{n}: {d['pool']} pool / {d['queries']} queries" for n, d in res["sets"].items())
-    body = (f"`{res['command'].strip()}`, {res['created']}, {res['threads']} thread, load {res['load_average_start'][0]:.1f} "
+    body = (f"`{res['command'].strip()}`, {res['created']}, {res['threads']} thread{'s' * (res['threads'] != 1)}, load {res['load_average_start'][0]:.1f} "
             f"on 2 cores. Sets: {sizes} (ieb-eft = IEB eft_test, evaluation only).\n\n" + table(res))
     atomic_write_text(doc, text[: text.index(start) + len(start)] + "\n" + body + text[text.index(end):])
     print("rendered", path.name, "into docs/selection.md")

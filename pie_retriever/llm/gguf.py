@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -41,6 +41,7 @@ __all__ = [
     "smollm2_path",
 ]
 
+from .._cache import cache_dir, file_lock
 from .._util import library_versions
 
 logger = logging.getLogger(__name__)
@@ -108,12 +109,7 @@ def find_packaged_gguf(package: str = SMOLLM2_PACKAGE, filename: str = SMOLLM2_G
 
 def default_cache_dir() -> Path:
     """``$PIE_RETRIEVER_CACHE``, else ``$XDG_CACHE_HOME/pie_retriever``, else ``~/.cache/pie_retriever``."""
-    env = os.environ.get("PIE_RETRIEVER_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "pie_retriever"
+    return cache_dir()
 
 
 def _default_out_dir(gguf_path: Path, dtype: str) -> Path:
@@ -165,28 +161,6 @@ def is_materialized(gguf_path: str | os.PathLike[str], out_dir: str | os.PathLik
     return _marker_matches(target, _expected_marker(gguf, dtype))
 
 
-@contextlib.contextmanager
-def _file_lock(lock_path: Path) -> Iterator[None]:
-    """Exclusive advisory lock across processes (``fcntl.flock``); a no-op where fcntl is missing."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        logger.warning("fcntl is unavailable: converting without an inter-process lock")
-        yield
-        return
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info("Waiting for another process converting into %s (lock %s)", lock_path.parent, lock_path)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def _check_dtype(dtype: str) -> str:
     if dtype not in _DTYPES:
         msg = f"Unknown dtype {dtype!r}; valid: {sorted(_DTYPES)}."
@@ -232,7 +206,7 @@ def materialize_gguf(
         return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with file_lock(target.parent / f".{target.name}.lock"):
         # Another process may have finished the conversion while we waited for the lock.
         if not force and _marker_matches(target, expected):
             logger.info("Materialised model appeared at %s while waiting for the lock", target)
