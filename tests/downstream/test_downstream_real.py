@@ -1,4 +1,4 @@
-"""End to end with the real default model (pie-minilm), plain MiniLM, the labeler and UMAP; and the docs snippet."""
+"""End to end with the real default model (DEFAULT_MODEL), plain MiniLM, the labeler and UMAP; and the docs snippet."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pie_retriever import cli
+from pie_retriever.models import DEFAULT_MODEL
 from pie_retriever.pools import bundled_pool_path
 
 pytestmark = pytest.mark.slow
@@ -19,10 +20,10 @@ def test_select_and_map_with_real_models(tmp_path, capsys):
     out, rep = tmp_path / "sub.jsonl", tmp_path / "rep.json"
     assert cli.main(["select", str(bundled_pool_path()), "--budget", "30", "-o", str(out), "--report", str(rep), "--seeds", "5"]) == 0
     report = json.loads(rep.read_text())
-    assert report["model"] == "pie-minilm" and report["baseline_model"] == "minilm"
+    assert report["model"] == DEFAULT_MODEL and report["baseline_model"] == "minilm"
     assert report["selected"]["n_selected"] == 30 and report["baseline"]["n_selected"] == 30
     assert report["selected"]["distinct"] >= 18  # of 30 tasks, picking 30 of 249 instructions
-    assert "kmeans on pie-minilm" in capsys.readouterr().out
+    assert f"kmeans on {DEFAULT_MODEL}" in capsys.readouterr().out
     png = tmp_path / "map.png"
     assert cli.main(["map", str(bundled_pool_path()), "-o", str(png), "--html"]) == 0  # UMAP (auto)
     err = capsys.readouterr().err
