@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pie_retriever.models import DEFAULT_MODEL
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -34,7 +36,7 @@ RUNS = REPO / "runs" / "downstream"
 RESULTS = REPO / "results"
 DOCS = REPO / "docs" / "downstream.md"
 # The tuned model measured here: the library default (every downstream command's default model).
-TUNED = __import__("pie_retriever.models", fromlist=["DEFAULT_MODEL"]).DEFAULT_MODEL
+TUNED = DEFAULT_MODEL
 BUDGETS = (50, 200, 600)
 RATIOS = (0.02, 0.05, 0.1, 0.2)
 

@@ -175,7 +175,7 @@ if (_artifact_dir("pie-minilm-lc") / ARTIFACT_MANIFEST).is_file():
 if (_artifact_dir("pie-mpnet") / ARTIFACT_MANIFEST).is_file():
     register_artifact_alias(
         "pie-mpnet", "mpnet",
-        "opt-in: all-mpnet-base-v2 tuned with the long-context recipe (LoRA r=12; needs the mpnet extra; about 5x "
+        "opt-in: all-mpnet-base-v2 tuned with the long-context recipe (LoRA r=12; needs the mpnet extra; about 8x "
         "the default's encoding cost, docs/selection.md)",
     )
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .content import CONTENT_SCORERS, DEFAULT_CONTENT_SCORER, DEFAULT_CONTENT_WEIGHT
 from .errors import ConfigError
 
 __all__ = [
@@ -49,8 +50,8 @@ def add_index_arguments(p: argparse.ArgumentParser) -> None:
     _add_threads_argument(p)
     p.add_argument("--content-weight", type=float, default=None, metavar="W",
                    help="the index's default content weight in [0, 1]: 0 = task match only (default: the library's, "
-                        "pie_retriever.content.DEFAULT_CONTENT_WEIGHT = 0)")
-    p.add_argument("--content-scorer", default="bm25", choices=["bm25", "minilm", "none"],
+                        f"pie_retriever.content.DEFAULT_CONTENT_WEIGHT = {DEFAULT_CONTENT_WEIGHT:g})")
+    p.add_argument("--content-scorer", default=DEFAULT_CONTENT_SCORER, choices=[*CONTENT_SCORERS, "none"],
                    help="content scorer kept with the index for --content-weight (default: %(default)s; none: no "
                         "content scoring, a positive weight is then an error)")
     p.add_argument("--engine", default="local", choices=["local", "ray"],

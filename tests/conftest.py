@@ -58,3 +58,28 @@ SMALL_POOL = [
 @pytest.fixture
 def small_pool():
     return copy.deepcopy(SMALL_POOL)
+
+
+@pytest.fixture(scope="session")
+def templated_p_at_4():
+    """``p_at_4(model)``: task-match P@4 of a real model on the templated-prompt set (pool → queries), through the
+    library's ranking and metrics; also checks the model's vectors are unit length and it has a fingerprint."""
+    import numpy as np
+
+    from pie_retriever.bench.templated import templated_set
+    from pie_retriever.encoders.transformer import TransformerEncoder
+    from pie_retriever.evaluation.metrics import precision_at_k, relevance
+    from pie_retriever.evaluation.rankers import rank_by_vectors
+
+    pool, queries = templated_set()
+    labels = np.array([d.metadata["task"] for d in pool], dtype=object)
+
+    def p_at_4(model: str) -> float:
+        enc = TransformerEncoder(model)
+        assert enc.fingerprint
+        pv, qv = enc.encode([d.instruction for d in pool]), enc.encode([q.instruction for q in queries])
+        assert np.allclose(np.linalg.norm(pv, axis=1), 1.0, atol=1e-3)
+        ranked = rank_by_vectors(pv, qv, 4)
+        return precision_at_k(relevance([q.metadata["task"] for q in queries], labels[ranked]), 4)
+
+    return p_at_4

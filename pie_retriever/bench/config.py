@@ -73,14 +73,13 @@ def artifact_manifest(model: str) -> dict[str, Any]:
 
 def methods() -> dict[str, Method]:
     """Every quality method by name (the default model's description is read from its artifact)."""
-    from ..models import DEFAULT_MODEL
+    from ..models import DEFAULT_MODEL, MODEL_ALIASES
 
     default_desc = f"the library default model {DEFAULT_MODEL!r} with its own prompt and pooling"
     meta = artifact_manifest(DEFAULT_MODEL)
     if meta:
-        default_desc = (f"all-MiniLM-L6-v2 contrastively tuned on task labels, then on instructions joined to their "
-                        f"context (shipped {meta.get('type', 'trained')} artifact {DEFAULT_MODEL}: "
-                        f"{meta.get('prompt', '?')} prompt, {meta.get('pooling', '?')} pooling)")
+        default_desc = (f"{DEFAULT_MODEL}: {MODEL_ALIASES[DEFAULT_MODEL].description} ({meta.get('prompt', '?')} "
+                        f"prompt, {meta.get('pooling', '?')} pooling)")
     return {
         "bm25": Method("BM25 (bm25s)", BM25_DESCRIPTION, "bm25"),
         "tfidf": Method("TF-IDF", "scikit-learn TfidfVectorizer defaults fitted on the pool, cosine", "tfidf"),
