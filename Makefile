@@ -39,13 +39,15 @@ demo: $(VENV)/.core-installed
 # The vLLM engine tests run in their own process: vLLM 0.32 scans sys.modules when it starts an engine and
 # crashes on llvmlite objects that earlier tests may have imported (and it patches torch's thread settings).
 test: $(VENV)/.vllm-installed
+	$(PY) scripts/machine_info.py
 	$(VENV)/bin/ruff check .
 	$(PY) scripts/import_graph.py
-	$(PY) -m pytest -ra -m "not vllm"
-	$(PY) -m pytest -ra -m vllm
+	$(PY) -m pytest -ra --durations=15 -m "not vllm"
+	$(PY) -m pytest -ra --durations=5 -m vllm
 
 # The fast default run only.
 test-fast: $(VENV)/.dev-installed
+	$(PY) scripts/machine_info.py
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -ra -m "not slow and not vllm and not milvus and not ray"
 

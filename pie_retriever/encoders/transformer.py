@@ -2,16 +2,25 @@
 
 Poolings (``POOLINGS``): ``mean`` (masked mean of the last layer), ``cls`` (first token), ``last``
 (last non-padding token) and ``last2`` (last token averaged over the last two layers, the paper's decoder
-pooling). Texts are tokenised once, sorted by length and batched to cut padding; bf16 autocast is used on
-CPUs with native bf16 support (``precision="auto"``) for calls of more than ``FP32_MAX_TEXTS`` texts; smaller
-calls (a single query) run in fp32, which is faster for them. Threads follow :mod:`pie_retriever._threads`: one
-intra-op thread for a single text, every core for a batch, unless ``threads`` is given.
+pooling). Texts are tokenised once, sorted by length and batched to cut padding. Threads follow
+:mod:`pie_retriever._threads`: one intra-op thread for a single text, every core for a batch, unless ``threads``
+is given.
+
+Precision policy (``PRECISIONS``; docs/speed.md, "Precision"): **fp32 by default, on every CPU**, so a text gets
+one vector whether it is encoded alone, in a batch, in a Ray actor, or on a CPU with or without native bf16
+(measured agreement: ``PRECISION_TOLERANCE``). ``precision="bf16"`` opts in to bfloat16 autocast for calls of
+more than ``fp32_max_texts`` texts (a single query stays fp32, which is faster for it); its vectors then depend
+on the batch they are padded in. The index manifest records the precision that ran. The environment variable
+``PIE_PRECISION=fp32|bf16`` forces the precision of every encoder built afterwards (tests use it to run both
+branches on any machine; torch emulates bf16 where the CPU lacks it). ``"auto"``, the value indexes saved before
+this policy recorded, now means fp32.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from functools import lru_cache
 from typing import Any, Sequence
@@ -34,26 +43,46 @@ POOLINGS: dict[str, str] = {
     "last2": "the last non-padding token's state averaged over the last two layers (paper's decoder pooling)",
 }
 PRECISIONS: dict[str, str] = {
-    "auto": "bf16 autocast on CPUs with native bf16 (avx512_bf16/amx) for batches, fp32 for calls of at most FP32_MAX_TEXTS texts",
-    "fp32": "full float32",
-    "bf16": "bfloat16 autocast (CPU or CUDA)",
+    "fp32": "float32 for every call (the default): one vector per text on every CPU, alone or in any batch",
+    "bf16": "bfloat16 autocast for calls of more than fp32_max_texts texts (faster on CPUs with native bf16; "
+            "vectors depend on the batch)",
+    "auto": "the value of indexes saved before the fp32 default; now the same as fp32",
 }
+#: Environment variable that forces the precision of every TransformerEncoder built while it is set.
+PRECISION_ENV = "PIE_PRECISION"
+#: What the tests assert between two encodings of the same texts (alone vs batched, Ray vs local, thread counts):
+#: the largest absolute difference of one vector component. fp32 measured <= 2e-6 (docs/speed.md); bf16 autocast
+#: changes components by up to ~1e-2 with the batch (cosine to fp32 >= 0.999), so identical top-k ids are asserted
+#: for it only where ties allow.
+PRECISION_TOLERANCE: dict[str, float] = {"fp32": 1e-5, "bf16": 3e-2}
 
 # Inputs longer than this many texts get a progress bar by default (when stderr is a terminal).
 PROGRESS_THRESHOLD = 512
-#: Under precision="auto", calls with at most this many texts run in fp32: bf16 autocast only pays off once a
+#: Under precision="bf16", calls with at most this many texts run in fp32: bf16 autocast only pays off once a
 #: batch is large enough to amortise its casts (measured: one query 5.6 ms fp32 vs 8.5 ms bf16; docs/speed.md).
 FP32_MAX_TEXTS = 2  # measured crossover on 2 cores: fp32 faster for 1-2 texts, bf16 from 4 (docs/speed.md)
 
 
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has native bf16 instructions (``avx512_bf16`` or ``amx_bf16``); reported, never a switch."""
     try:
         with open("/proc/cpuinfo") as fh:
             flags = fh.read()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """The precision an encoder runs: ``$PIE_PRECISION`` when set (``fp32`` or ``bf16``), else ``precision`` with the
+    legacy ``"auto"`` read as ``fp32``. Never depends on the CPU."""
+    check_choice("precision", precision, PRECISIONS)
+    forced = os.environ.get(PRECISION_ENV, "").strip()
+    if forced:
+        valid = {k: v for k, v in PRECISIONS.items() if k != "auto"}
+        return check_choice(f"${PRECISION_ENV}", forced, valid)
+    return "fp32" if precision == "auto" else precision
 
 
 class TransformerEncoder(Encoder):
@@ -66,11 +95,12 @@ class TransformerEncoder(Encoder):
         pooling: one of ``POOLINGS``; default: the model's own (``mean`` for MiniLM, ``last2`` for decoders).
         max_length: token limit per text; longer texts are truncated with one warning per call.
         batch_size: texts per forward pass.
-        precision: ``auto``, ``fp32`` or ``bf16``.
+        precision: ``fp32`` (default) or ``bf16`` (see the module's precision policy; ``$PIE_PRECISION`` overrides;
+            ``auto`` is read as ``fp32``).
         device: torch device string.
         threads: torch intra-op threads for every call; default ``None`` = the policy of
             :mod:`pie_retriever._threads` (1 for a single text, every core for a batch).
-        fp32_max_texts: under ``precision="auto"``, calls with at most this many texts run in fp32.
+        fp32_max_texts: under ``precision="bf16"``, calls with at most this many texts run in fp32.
     """
 
     def __init__(
@@ -82,7 +112,7 @@ class TransformerEncoder(Encoder):
         pooling: str | None = None,
         max_length: int = 256,
         batch_size: int = 64,
-        precision: str = "auto",
+        precision: str = "fp32",
         device: str = "cpu",
         threads: int | None = None,
         fp32_max_texts: int = FP32_MAX_TEXTS,
@@ -94,7 +124,7 @@ class TransformerEncoder(Encoder):
         self.prompt = resolve_prompt(prompt if prompt is not None else self.resolved.default_prompt)
         self.query_prompt = resolve_prompt(query_prompt) if query_prompt is not None else self.prompt
         self.pooling = check_choice("pooling", pooling or self.resolved.default_pooling, POOLINGS)
-        self.precision = check_choice("precision", precision, PRECISIONS)
+        self.precision = resolve_precision(precision)
         self.max_length = check_int(max_length, "max_length", minimum=8)
         self.batch_size = check_int(batch_size, "batch_size")
         self.device = device
@@ -158,15 +188,12 @@ class TransformerEncoder(Encoder):
     @property
     def use_bf16(self) -> bool:
         """Whether batches run under bf16 autocast (see :meth:`bf16_for` for a call of a given size)."""
-        if self.precision == "bf16":
-            return True
-        return self.precision == "auto" and self.device == "cpu" and cpu_has_native_bf16()
+        return self.precision == "bf16"
 
     def bf16_for(self, n_texts: int) -> bool:
-        """Whether a call with ``n_texts`` texts runs under bf16 autocast (``auto``: not for small calls)."""
-        if self.precision == "auto" and n_texts <= self.fp32_max_texts:
-            return False
-        return self.use_bf16
+        """Whether a call with ``n_texts`` texts runs under bf16 autocast (never for calls of at most
+        ``fp32_max_texts`` texts)."""
+        return self.use_bf16 and n_texts > self.fp32_max_texts
 
     def config(self) -> dict[str, Any]:
         """The saved encoder config. A local folder is stored as its absolute path (an alias or a hub id as
