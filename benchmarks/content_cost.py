@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _data(n: int, n_queries: int) -> tuple[list[str], list[str]]:
-    from pie_retriever.datasets.ieb import EFT_TRAIN_UNSUP, IFT_TEST, load_labelled, load_unlabelled
+    from pie_retriever.pool.ieb import EFT_TRAIN_UNSUP, IFT_TEST, load_labelled, load_unlabelled
 
     ieb = Path(os.environ.get("PIE_IEB_DIR", REPO.parent / "shared" / "ieb"))
     texts = list(dict.fromkeys(t.strip() for t in load_unlabelled(ieb / EFT_TRAIN_UNSUP) if t.strip()))[:n]
@@ -39,7 +39,7 @@ def _data(n: int, n_queries: int) -> tuple[list[str], list[str]]:
 
 def _attach(r, scorer) -> dict:
     """Compute the scorer's features for the whole pool and attach it; seconds and traced bytes."""
-    from pie_retriever.content import CONTENT_FIELDS
+    from pie_retriever.retrieval.content import CONTENT_FIELDS
 
     demos = r.demonstrations
     tracemalloc.start()
@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from pie_retriever import PIERetriever
     from pie_retriever._util import atomic_write_text
-    from pie_retriever.bench.runner import machine_info
-    from pie_retriever.content import BM25Content, DenseContent
+    from pie_retriever.encoders.models import DEFAULT_MODEL
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.models import DEFAULT_MODEL
+    from pie_retriever.evaluation.bench.runner import machine_info
+    from pie_retriever.retrieval.content import BM25Content, DenseContent
 
     texts, queries = _data(args.n, args.queries)
     load0 = os.getloadavg()

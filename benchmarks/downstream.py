@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pie_retriever.models import DEFAULT_MODEL
+from pie_retriever.encoders.models import DEFAULT_MODEL
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -67,12 +67,12 @@ class Context:
         return silver_labels(texts, cache=RUNS / "silver_labels.json")
 
     def eft_test(self) -> tuple[list[str], list[str]]:
-        from pie_retriever.datasets.ieb import EFT_TEST, load_labelled
+        from pie_retriever.pool.ieb import EFT_TEST, load_labelled
 
         return load_labelled(self.data / EFT_TEST)
 
     def unsup(self) -> list[str]:
-        from pie_retriever.datasets.ieb import EFT_TRAIN_UNSUP, load_unlabelled
+        from pie_retriever.pool.ieb import EFT_TRAIN_UNSUP, load_unlabelled
 
         return load_unlabelled(self.data / EFT_TRAIN_UNSUP)
 
@@ -198,8 +198,8 @@ def compression(ctx: Context) -> dict[str, Any]:
 
 # -- compare -----------------------------------------------------------------------------------------------
 def compare_sources(ctx: Context) -> dict[str, list[str]]:
-    from pie_retriever.datasets.ieb import IFT_TEST, IIS_TEST, load_iis, load_labelled
-    from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+    from pie_retriever.pool.ieb import IFT_TEST, IIS_TEST, load_iis, load_labelled
+    from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
 
     iis = load_iis(ctx.data / IIS_TEST)
     return {"bundled pool": [d.instruction for d in load_bundled_pool()], "bundled queries": [d.instruction for d in load_bundled_queries()],
@@ -223,7 +223,7 @@ def compare(ctx: Context) -> dict[str, Any]:
 def maps(ctx: Context) -> dict[str, Any]:
     """Side by side on the bundled pool (plain MiniLM vs the default model, gold tasks) and eft_train_unsup by named cluster."""
     from pie_retriever.downstream.taskmap import make_panel, plot_maps
-    from pie_retriever.pools import load_bundled_pool
+    from pie_retriever.pool.pools import load_bundled_pool
 
     pool = load_bundled_pool()
     texts, gold = [d.instruction for d in pool], [d.metadata["task"] for d in pool]

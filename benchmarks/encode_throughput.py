@@ -27,9 +27,9 @@ def main() -> None:
     ap.add_argument("--prompt", default="pie")
     args = ap.parse_args()
 
-    from pie_retriever.bench.flops import encode_comparison
-    from pie_retriever.datasets.ieb import load_labelled
     from pie_retriever.encoders.transformer import TransformerEncoder
+    from pie_retriever.evaluation.bench.flops import encode_comparison
+    from pie_retriever.pool.ieb import load_labelled
 
     ieb = Path(os.environ.get("PIE_IEB_DIR", Path(__file__).resolve().parents[2] / "shared" / "ieb"))
     texts, _ = load_labelled(ieb / "eft_test.json")

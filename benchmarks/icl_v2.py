@@ -4,7 +4,7 @@
     python benchmarks/icl_v2.py --backend transformers --dtype float32 --limit 4   # a small smoke run
     python benchmarks/icl_v2.py --task-model pie-minilm --out results/icl_v2_short.json   # another task model
 
-The protocol is :mod:`pie_retriever.bench.icl_v2` (sets: the bundled pool and the templated-prompt set; dev/test
+The protocol is :mod:`pie_retriever.evaluation.bench.icl_v2` (sets: the bundled pool and the templated-prompt set; dev/test
 split per task; the (scorer, content_weight) pair with the best dev score is chosen; the test table reports every
 row with paired bootstrap intervals). The tables are in docs/selection.md.
 """
@@ -55,7 +55,7 @@ RENDERED = {"icl-v2": "icl_v2.json", "icl-v2-lc": "icl_v2_lc.json"}  # docs/sele
 def render() -> int:
     """The tables of each results file between its markers of docs/selection.md, with the run's conditions."""
     from pie_retriever._util import atomic_write_text
-    from pie_retriever.bench.icl_v2 import format_tables
+    from pie_retriever.evaluation.bench.icl_v2 import format_tables
 
     doc = REPO / "docs" / "selection.md"
     text = doc.read_text(encoding="utf-8")
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     from pie_retriever._util import atomic_write_text
-    from pie_retriever.bench.icl_v2 import ICLv2Config, format_tables, run_icl_v2
-    from pie_retriever.bench.runner import machine_info, to_jsonable
+    from pie_retriever.evaluation.bench.icl_v2 import ICLv2Config, format_tables, run_icl_v2
+    from pie_retriever.evaluation.bench.runner import machine_info, to_jsonable
 
     cfg = ICLv2Config(sets=tuple(args.sets.split(",")), k=args.k, backend=args.backend, model=args.model, dtype=args.dtype,
                       weights=args.weights, scorers=tuple(args.scorers.split(",")), task_model=args.task_model, seed=args.seed,

@@ -49,7 +49,7 @@ def _versions() -> dict[str, str]:
 
 def baseline_embeddings():
     """LangChain's HuggingFaceEmbeddings on the packaged MiniLM if available, else plain-prompt PIEEmbeddings."""
-    from pie_retriever.models import resolve_model
+    from pie_retriever.encoders.models import resolve_model
 
     path = str(resolve_model("minilm").path)
     try:
@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     from langchain_core.vectorstores import InMemoryVectorStore
 
     from pie_retriever import load_bundled_pool, load_bundled_queries
+    from pie_retriever.encoders.models import DEFAULT_MODEL, describe_aliases
     from pie_retriever.integrations.langchain import PIEExampleSelector
-    from pie_retriever.models import DEFAULT_MODEL, describe_aliases
 
     pool, queries = load_bundled_pool(), load_bundled_queries()
     examples = [{"id": d.id, "instruction": d.instruction, "input": d.input, "output": d.output, "task": d.metadata["task"]} for d in pool]
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "benchmark": "langchain_before_after",
-        "pool": "pie_retriever/data/demo_pool.jsonl", "queries": "pie_retriever/data/demo_queries.jsonl",
+        "pool": "pie_retriever/pool/data/demo_pool.jsonl", "queries": "pie_retriever/pool/data/demo_queries.jsonl",
         "n_pool": len(pool), "n_queries": len(queries), "k": k,
         "before": {"selector": "langchain_core SemanticSimilarityExampleSelector + InMemoryVectorStore", "embeddings": before_desc, **scores["before"]},
         "after": {"selector": "pie_retriever PIEExampleSelector", "model": model, "default_model": DEFAULT_MODEL, "description": after_desc, **scores["after"]},

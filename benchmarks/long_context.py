@@ -4,7 +4,7 @@ and IEB eft_test, for BM25, plain MiniLM and any number of task models.
     python benchmarks/long_context.py --model pie-minilm --model runs/pie-minilm-lc [--out results/long_context.json]
 
 Sets (P@4 = share of the 4 nearest pool items with the query's task; pool→query unless noted):
-- templated: pie_retriever.bench.templated (42 templates around 48 passages, 336 pool / 336 queries; every
+- templated: pie_retriever.evaluation.bench.templated (42 templates around 48 passages, 336 pool / 336 queries; every
   query's passage is in the pool under other templates);
 - bundled: the bundled pool (249) ← its 117 held-out queries;
 - ieb-eft: IEB eft_test leave-one-out (3,291 instructions; evaluation only, never used to choose anything).
@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _sets(with_eft: bool) -> dict[str, tuple[list[str], list[str], list[str] | None, list[str] | None]]:
     """name → (pool texts, pool labels, query texts, query labels); queries None = leave-one-out."""
-    from pie_retriever.bench.templated import templated_set
-    from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+    from pie_retriever.evaluation.bench.templated import templated_set
+    from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
 
     out = {}
     pool, queries = templated_set()
@@ -40,7 +40,7 @@ def _sets(with_eft: bool) -> dict[str, tuple[list[str], list[str], list[str] | N
     out["bundled"] = ([d.instruction for d in pool], [d.metadata["task"] for d in pool],
                       [q.instruction for q in queries], [q.metadata["task"] for q in queries])
     if with_eft:
-        from pie_retriever.datasets.ieb import EFT_TEST, load_labelled
+        from pie_retriever.pool.ieb import EFT_TEST, load_labelled
 
         ieb = Path(os.environ.get("PIE_IEB_DIR", REPO.parent / "shared" / "ieb"))
         texts, labels = load_labelled(ieb / EFT_TEST)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                "seconds": round(time.perf_counter() - t0, 1)}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    from pie_retriever.bench.runner import machine_info
+    from pie_retriever.evaluation.bench.runner import machine_info
 
     results = {"sets": {n: {"pool": len(d[0]), "queries": len(d[2]) if d[2] is not None else "leave-one-out"} for n, d in sets.items()},
                "rows": rows, "machine": machine_info(), "threads": args.threads, "load_average_start": list(load0),

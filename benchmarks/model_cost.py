@@ -41,14 +41,14 @@ print(json.dumps({"load_s": load_s, "single_p50_ms": 1000 * statistics.median(si
 
 
 def _texts(n: int) -> list[str]:
-    from pie_retriever.datasets.ieb import EFT_TRAIN_UNSUP, load_unlabelled
+    from pie_retriever.pool.ieb import EFT_TRAIN_UNSUP, load_unlabelled
 
     ieb = Path(os.environ.get("PIE_IEB_DIR", REPO.parent / "shared" / "ieb"))
     return list(dict.fromkeys(t.strip() for t in load_unlabelled(ieb / EFT_TRAIN_UNSUP) if t.strip()))[:n]
 
 
 def _artifact_bytes(model: str) -> int | None:
-    from pie_retriever.models import resolve_model
+    from pie_retriever.encoders.models import resolve_model
 
     art = resolve_model(model).artifact
     return None if art is None else sum(f.stat().st_size for f in art.iterdir() if f.is_file())

@@ -79,7 +79,7 @@ def _threads(args: argparse.Namespace) -> dict[str, Any]:
 
 def ift_pool(data_dir: Path) -> list[Any]:
     """ift_test as a pool (gold labels in metadata.task), minus every eft_test / intention-similarity instruction."""
-    from pie_retriever.datasets.ieb import IFT_TEST, held_out_instructions, load_labelled
+    from pie_retriever.pool.ieb import IFT_TEST, held_out_instructions, load_labelled
     from pie_retriever.training.data import normalize_text
     from pie_retriever.types import Demonstration
 
@@ -110,7 +110,7 @@ def _queries(n: int, args: argparse.Namespace) -> list[str]:
 
     ift = Path(args.data) / "ift_test.json"
     if ift.is_file():
-        from pie_retriever.datasets.ieb import load_labelled
+        from pie_retriever.pool.ieb import load_labelled
 
         texts = [" ".join(t.split()) for t in load_labelled(ift)[0]]
     else:
@@ -126,7 +126,7 @@ def _timed(cmd: list[str]) -> float:
 
 
 def search(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from pie_retriever.pools import bundled_pool_path
+    from pie_retriever.pool.pools import bundled_pool_path
 
     index = work / "pool.pie"
     subprocess.run([*CLI, "index", str(bundled_pool_path()), "-o", str(index)], check=True, stderr=subprocess.DEVNULL)
@@ -189,7 +189,7 @@ def dspy_match(work: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _default_model() -> str:
-    from pie_retriever.models import DEFAULT_MODEL
+    from pie_retriever.encoders.models import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 

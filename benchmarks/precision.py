@@ -37,8 +37,8 @@ N_ALONE = 100  # texts also encoded one at a time (the single-query path)
 
 def _texts() -> tuple[list[str], list[str], list[str]]:
     """(1,000 throughput texts, bundled pool texts, bundled query texts)."""
-    from pie_retriever.bench.templated import templated_set
-    from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+    from pie_retriever.evaluation.bench.templated import templated_set
+    from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
 
     pool = [d.text(("instruction", "input")) for d in load_bundled_pool()]
     queries = [q.instruction for q in load_bundled_queries()]
@@ -47,7 +47,7 @@ def _texts() -> tuple[list[str], list[str], list[str]]:
 
 
 def _cpu() -> dict:
-    from pie_retriever.bench.runner import machine_info
+    from pie_retriever.evaluation.bench.runner import machine_info
 
     info = machine_info()
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
@@ -123,7 +123,7 @@ def render(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pie_retriever.models import DEFAULT_MODEL
+    from pie_retriever.encoders.models import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=DEFAULT_MODEL)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     eft = None
     eft_path = Path(args.ieb) / "eft_test.json"
     if eft_path.exists():
-        from pie_retriever.datasets.ieb import load_labelled
+        from pie_retriever.pool.ieb import load_labelled
 
         eft = load_labelled(eft_path)[0]
     else:

@@ -6,7 +6,7 @@
 
 Same options as `pie-retriever bench` (see `--help`), plus `--readme` and `--no-chart`. The IEB folder is
 `--data`, else `$PIE_IEB_DIR`, else `<repo>/../shared/ieb` when it exists (this checkout's layout). The harness
-lives in `pie_retriever/bench/`; the tables and the chart in `benchmarks/render.py`.
+lives in `pie_retriever/evaluation/bench/`; the tables and the chart in `benchmarks/render.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if str(HERE) not in sys.path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pie_retriever.bench import cli as bench_cli
+    from pie_retriever.evaluation.bench import cli as bench_cli
 
     parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.splitlines()[0])
     bench_cli.add_arguments(parser)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from pie_retriever.bench import cli as bench_cli
+    from pie_retriever.evaluation.bench import cli as bench_cli
 
     args = build_parser().parse_args(argv)
     if args.ieb_dir is None and not os.environ.get("PIE_IEB_DIR") and CHECKOUT_IEB.is_dir():

@@ -100,8 +100,8 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def _default_encoder() -> Any:
+    from pie_retriever.encoders.models import DEFAULT_MODEL
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.models import DEFAULT_MODEL
 
     return TransformerEncoder(DEFAULT_MODEL)
 
@@ -124,7 +124,7 @@ def section_startup(args: argparse.Namespace) -> dict:
         close_local_server(uri)
     import ray
 
-    from pie_retriever.distributed import encode_with_ray
+    from pie_retriever.retrieval.distributed import encode_with_ray
 
     os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")
     _, out["ray_init_s"] = _timed(lambda: ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False))
@@ -139,7 +139,7 @@ def section_startup(args: argparse.Namespace) -> dict:
 # -- encode ---------------------------------------------------------------------------------------------
 def _compare_engines(encoder: Any, texts: list[str], workers: int) -> dict:
     from pie_retriever._threads import apply_threads
-    from pie_retriever.distributed import encode_with_ray
+    from pie_retriever.retrieval.distributed import encode_with_ray
 
     apply_threads(None, len(texts))
     load = _load()
@@ -211,7 +211,7 @@ def _kinds(dim: int, tmp: str) -> dict[str, Callable[[], Any]]:
 
 def _filtered(index: Any, queries: np.ndarray, tasks: np.ndarray) -> dict:
     """One query with a task filter: pushed down to the meta_task field vs sent as the allowed ids."""
-    from pie_retriever.filters import compile_filter
+    from pie_retriever.retrieval.filters import compile_filter
 
     flt = compile_filter({"task": "write|poem"})
     allowed = np.flatnonzero(tasks == "write|poem").astype(np.int64)
@@ -253,8 +253,8 @@ def section_milvus(args: argparse.Namespace) -> dict:
 def _milvus_persistence(rows: list[tuple[str, str]], vectors: np.ndarray, encoder: Any, tmp: str) -> dict:
     """Build a Milvus-backed retriever through the public API (vectors precomputed), save it, load it."""
     from pie_retriever import PIERetriever
-    from pie_retriever.distributed import _Precomputed
     from pie_retriever.index.milvus_index import close_local_server
+    from pie_retriever.retrieval.distributed import _Precomputed
 
     texts = [t for t, _ in rows]
     demos = [{"id": f"s{i}", "instruction": t, "metadata": {"task": k}} for i, (t, k) in enumerate(rows)]
@@ -316,7 +316,7 @@ def _real_vectors(encoder: Any, texts: list[str], tag: str) -> tuple[np.ndarray,
 
 def section_agreement(args: argparse.Namespace) -> dict:
     from pie_retriever._threads import apply_threads
-    from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+    from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
 
     encoder = _default_encoder()
     apply_threads(None, 2)

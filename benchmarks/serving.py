@@ -10,7 +10,7 @@ encoder, a vLLM generation server vs the in-process engine on the bundled-pool I
    cosine to the in-package model (float32 and the default precision).
 3. Throughput on those instructions: ``ServerEncoder`` (HTTP, batches of 64) vs the in-process encoder
    (``TransformerEncoder("pie-minilm")``, default precision), alternating rounds, median.
-4. The bundled-pool ICL harness (``pie_retriever.bench.icl.run_icl``: short-answer queries, conditions none /
+4. The bundled-pool ICL harness (``pie_retriever.evaluation.bench.icl.run_icl``: short-answer queries, conditions none /
    BM25 / PIE, k=4, greedy) through a vLLM generation server (``OpenAIServerLLM``) and through an in-process
    ``vllm.LLM`` on the same SmolLM2 folder: identical answers, wall time of each.
 5. The error paths of ``ServerEncoder`` and ``PIEGenerator``: server down, HTTP 500 (the test suite's fake
@@ -61,7 +61,7 @@ def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 
 def sample_instructions(data: Path, n: int) -> list[str]:
-    from pie_retriever.datasets.ieb import load_unlabelled
+    from pie_retriever.pool.ieb import load_unlabelled
 
     texts = sorted({t.strip() for t in load_unlabelled(data / "eft_train_unsup.json") if t.strip()})
     return random.Random(0).sample(texts, n)
@@ -148,7 +148,7 @@ class ServerBackend:
         self.llm, self.name, self.prompt_tokens, self.generated_tokens = llm, f"server:{llm.model}", None, None
 
     def generate(self, prompts: list[str], *, max_new_tokens: int, stop: list[str]) -> list[str]:
-        from pie_retriever.bench.backends import cut_at_stop
+        from pie_retriever.evaluation.bench.backends import cut_at_stop
 
         outs = self.llm.generate(list(prompts), {"temperature": 0.0, "max_tokens": max_new_tokens, "stop": list(stop)})
         return [cut_at_stop(o.outputs[0].text, stop) for o in outs]
@@ -157,10 +157,10 @@ class ServerBackend:
 def icl_setup() -> dict[str, Any]:
     """The bundled pool, its short-answer held-out queries and the conditions (none, BM25, PIE)."""
     from pie_retriever import PIERetriever
-    from pie_retriever.bench.icl import SHORT_ANSWER_TASKS
-    from pie_retriever.bm25 import BM25Retriever
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+    from pie_retriever.evaluation.bench.icl import SHORT_ANSWER_TASKS
+    from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
+    from pie_retriever.retrieval.bm25 import BM25Retriever
 
     pool = load_bundled_pool()
     queries = [q for q in load_bundled_queries() if q.metadata.get("task") in SHORT_ANSWER_TASKS]
@@ -169,7 +169,7 @@ def icl_setup() -> dict[str, Any]:
 
 
 def run_icl_with(backend: Any, setup: dict[str, Any]) -> dict[str, Any]:
-    from pie_retriever.bench.icl import run_icl
+    from pie_retriever.evaluation.bench.icl import run_icl
 
     report = run_icl(setup["pool"], setup["queries"], setup["conditions"], backend, k=4, show_progress=False)
     report["load1"] = load1()
@@ -177,7 +177,7 @@ def run_icl_with(backend: Any, setup: dict[str, Any]) -> dict[str, Any]:
 
 
 class InProcessBackend:
-    """The ICL harness's vLLM backend (as ``pie_retriever.bench.backends.VLLMBackend``) with an explicit KV cache."""
+    """The ICL harness's vLLM backend (as ``pie_retriever.evaluation.bench.backends.VLLMBackend``) with an explicit KV cache."""
 
     def __init__(self, path: str) -> None:
         from vllm import LLM
@@ -189,7 +189,7 @@ class InProcessBackend:
     def generate(self, prompts: list[str], *, max_new_tokens: int, stop: list[str]) -> list[str]:
         from vllm import SamplingParams
 
-        from pie_retriever.bench.backends import cut_at_stop
+        from pie_retriever.evaluation.bench.backends import cut_at_stop
 
         results = self.llm.generate(list(prompts), SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=list(stop)), use_tqdm=False)
         return [cut_at_stop(r.outputs[0].text, stop) for r in results]
@@ -380,9 +380,9 @@ def main() -> None:
         if args.docs:
             write_docs(Path(args.docs), render(results))
         return
+    from pie_retriever.encoders.weights.gguf import smollm2_path
     from pie_retriever.integrations.openai_server import OpenAIServerLLM
     from pie_retriever.integrations.vllm_server import LocalVLLMServer
-    from pie_retriever.llm.gguf import smollm2_path
 
     results: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count()}
     out = Path(args.out)

@@ -28,8 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pie_retriever.bench.load import cpu_hog, load_average  # noqa: E402
-from pie_retriever.bench.runner import machine_info, save_results  # noqa: E402
+from pie_retriever.evaluation.bench.load import cpu_hog, load_average  # noqa: E402
+from pie_retriever.evaluation.bench.runner import machine_info, save_results  # noqa: E402
 
 DOC = ROOT / "docs" / "speed.md"
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
@@ -40,7 +40,7 @@ def cached_vectors(key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
     of the benchmark at a quieter moment does not spend its time re-encoding the same texts."""
     import hashlib
 
-    from pie_retriever.onnx_export import cache_dir
+    from pie_retriever.encoders.onnx_export import cache_dir
 
     path = cache_dir() / "bench-vectors" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
     if path.is_file():
@@ -55,8 +55,8 @@ def cached_vectors(key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
 def make_backends(model: str) -> dict[str, Callable[[], Any]]:
     """name -> a function that configures and returns the encoder for that row (encoders are shared between rows)."""
     from pie_retriever.encoders.onnx import OnnxEncoder
+    from pie_retriever.encoders.onnx_export import cached_export
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.onnx_export import cached_export
 
     torch_enc = TransformerEncoder(model)
     onnx = {q: OnnxEncoder(cached_export(model, q)) for q in ("none", "int8")}
@@ -159,7 +159,7 @@ def p_at_4(vectors: np.ndarray, labels: list[str]) -> float:
 
 
 def quality(backends: dict[str, Callable[[], Any]], ieb: Path) -> dict[str, Any]:
-    from pie_retriever.datasets.ieb import EFT_TEST, load_labelled
+    from pie_retriever.pool.ieb import EFT_TEST, load_labelled
 
     texts, labels = load_labelled(ieb / EFT_TEST)[:2]
     out: dict[str, Any] = {"set": "IEB eft_test, leave-one-out", "n": len(texts)}
@@ -212,7 +212,7 @@ def cold_start(folders: dict[str, Path], repeats: int) -> dict[str, Any]:
 
 def cold_folders(backends: dict[str, Callable[[], Any]], tmp: Path, model: str) -> dict[str, Path]:
     from pie_retriever import PIERetriever
-    from pie_retriever.pools import load_bundled_pool
+    from pie_retriever.pool.pools import load_bundled_pool
 
     pool = load_bundled_pool()
     folders = {}
@@ -225,7 +225,7 @@ def cold_folders(backends: dict[str, Callable[[], Any]], tmp: Path, model: str) 
 
 # -- main --------------------------------------------------------------------------------------------
 def texts_and_queries(ieb: Path | None, seed: int) -> tuple[list[str], list[str]]:
-    from pie_retriever.bench.speed import speed_texts
+    from pie_retriever.evaluation.bench.speed import speed_texts
 
     base, queries, _ = speed_texts(ieb, seed)
     rng = np.random.default_rng(seed)
@@ -238,7 +238,7 @@ _DEFAULT_ROW = "torch auto (policy: 1 thread + fp32 for one query; all cores + b
 
 def _backends_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
     from pie_retriever import PIERetriever
-    from pie_retriever.bench.speed import PrecomputedEncoder
+    from pie_retriever.evaluation.bench.speed import PrecomputedEncoder
 
     backends, n = ctx["backends"], len(ctx["texts"])
     demos = [{"id": f"s{i}", "instruction": t} for i, t in enumerate(ctx["texts"])]
@@ -266,8 +266,8 @@ def _cold_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, An
 
 
 def _storage_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str, Any]:
-    from pie_retriever.bench.speed import perturbed_copies, synthetic_texts
-    from pie_retriever.bench.storage import storage_rows
+    from pie_retriever.evaluation.bench.speed import perturbed_copies, synthetic_texts
+    from pie_retriever.evaluation.bench.storage import storage_rows
 
     doc_vectors = ctx["doc_vectors"]
     qv = ctx["backends"][_DEFAULT_ROW]().encode_queries(ctx["queries"][: args.storage_queries], show_progress=False)
@@ -286,7 +286,7 @@ def _storage_section(args: argparse.Namespace, ctx: dict[str, Any]) -> dict[str,
 
 def _context(args: argparse.Namespace) -> dict[str, Any]:
     """Texts, queries, the encoders under test and the document vectors of the pool (cached between runs)."""
-    from pie_retriever.bench.speed import synthetic_texts
+    from pie_retriever.evaluation.bench.speed import synthetic_texts
 
     ieb = Path(os.environ.get("PIE_IEB_DIR", ROOT.parent / "shared" / "ieb"))
     base, queries = texts_and_queries(ieb if ieb.is_dir() else None, args.seed)
@@ -417,7 +417,7 @@ def main() -> None:
         update_doc(json.loads((Path(args.out) / "speed_onnx.json").read_text()))
         return
     if args.model is None:
-        from pie_retriever.models import DEFAULT_MODEL
+        from pie_retriever.encoders.models import DEFAULT_MODEL
 
         args.model = DEFAULT_MODEL
     if args.quick:

@@ -102,7 +102,7 @@ def load_subset(ieb: str, n: int, seed: int) -> dict:
     """The stratified eft_test subset: texts, labels, totals and the leave-one-out P@4 ceiling."""
     import numpy as np
 
-    from pie_retriever.datasets.ieb import load_labelled
+    from pie_retriever.pool.ieb import load_labelled
 
     instructions, labels = load_labelled(Path(ieb) / "eft_test.json")
     idx = stratified_subset(labels, n, seed)
@@ -213,9 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     set_num_threads(args.threads[0])
 
     from pie_retriever._util import library_versions
-    from pie_retriever.bench.runner import machine_info
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.llm.gguf import smollm2_path
+    from pie_retriever.encoders.weights.gguf import smollm2_path
+    from pie_retriever.evaluation.bench.runner import machine_info
 
     subset = load_subset(args.ieb, args.n, args.seed)
     texts, sub_labels = subset["texts"], subset["labels"]

@@ -4,7 +4,7 @@
 
 * ``--encoder vllm`` (default): the bundled pool (249 demonstrations, 30 tasks) is embedded with PIE through
   vLLM's pooling runner (``VLLMEncoder("smollm2")``: PIE prompt, last-token pooling);
-  ``--encoder default``: the library's default encoder (``pie_retriever.models.DEFAULT_MODEL``).
+  ``--encoder default``: the library's default encoder (``pie_retriever.encoders.models.DEFAULT_MODEL``).
 * Generation: SmolLM2-135M-Instruct in a vLLM generate engine on CPU, greedy, through ``PIEGenerator``: one
   completion (Alpaca few-shot prompt) and one chat (one user/assistant turn per demonstration).
 
@@ -42,9 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     from vllm import LLM, SamplingParams
 
     from pie_retriever import PIERetriever
+    from pie_retriever.encoders.weights.gguf import smollm2_path
     from pie_retriever.integrations.vllm import PIEGenerator, VLLMEncoder, cpu_llm_kwargs
-    from pie_retriever.llm.gguf import smollm2_path
-    from pie_retriever.pools import load_bundled_pool
+    from pie_retriever.pool.pools import load_bundled_pool
 
     pool = load_bundled_pool()
     started = time.perf_counter()

@@ -8,40 +8,43 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from pie_retriever._compat import install as _install_moved_paths
+
 __version__ = "0.1.0"
+_install_moved_paths()  # old module paths (pie_retriever.retriever, ...) keep importing, with a DeprecationWarning
 
 _EXPORTS: dict[str, str] = {
-    "PIERetriever": "pie_retriever.retriever",
+    "PIERetriever": "pie_retriever.retrieval.retriever",
     "Demonstration": "pie_retriever.types",
     "Hit": "pie_retriever.types",
-    "BM25Retriever": "pie_retriever.bm25",
+    "BM25Retriever": "pie_retriever.retrieval.bm25",
     "Encoder": "pie_retriever.encoders.base",
     "TransformerEncoder": "pie_retriever.encoders.transformer",
     "HashingEncoder": "pie_retriever.encoders.hashing",
-    "PROMPTS": "pie_retriever.prompts",
-    "resolve_model": "pie_retriever.models",
-    "MODEL_ALIASES": "pie_retriever.models",
-    "DEFAULT_MODEL": "pie_retriever.models",
-    "load_pool": "pie_retriever.pools",
-    "load_bundled_pool": "pie_retriever.pools",
-    "load_bundled_queries": "pie_retriever.pools",
+    "PROMPTS": "pie_retriever.encoders.prompts",
+    "resolve_model": "pie_retriever.encoders.models",
+    "MODEL_ALIASES": "pie_retriever.encoders.models",
+    "DEFAULT_MODEL": "pie_retriever.encoders.models",
+    "load_pool": "pie_retriever.pool.pools",
+    "load_bundled_pool": "pie_retriever.pool.pools",
+    "load_bundled_queries": "pie_retriever.pool.pools",
     "PIEError": "pie_retriever.errors",
-    "export_model": "pie_retriever.export",
+    "export_model": "pie_retriever.encoders.export",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .bm25 import BM25Retriever
-    from .encoders.base import Encoder
-    from .encoders.hashing import HashingEncoder
-    from .encoders.transformer import TransformerEncoder
-    from .errors import PIEError
-    from .models import DEFAULT_MODEL, MODEL_ALIASES, resolve_model
-    from .pools import load_bundled_pool, load_bundled_queries, load_pool
-    from .prompts import PROMPTS
-    from .retriever import PIERetriever
-    from .types import Demonstration, Hit
+    from pie_retriever.encoders.base import Encoder
+    from pie_retriever.encoders.hashing import HashingEncoder
+    from pie_retriever.encoders.models import DEFAULT_MODEL, MODEL_ALIASES, resolve_model
+    from pie_retriever.encoders.prompts import PROMPTS
+    from pie_retriever.encoders.transformer import TransformerEncoder
+    from pie_retriever.errors import PIEError
+    from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries, load_pool
+    from pie_retriever.retrieval.bm25 import BM25Retriever
+    from pie_retriever.retrieval.retriever import PIERetriever
+    from pie_retriever.types import Demonstration, Hit
 
 
 def __getattr__(name: str) -> Any:

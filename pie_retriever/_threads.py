@@ -19,7 +19,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from ._util import check_int
+from pie_retriever._util import check_int
 
 __all__ = ["apply_threads", "available_cores", "resolve_threads", "torch_threads"]
 

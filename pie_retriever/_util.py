@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from pie_retriever.errors import ConfigError
 
 #: Distributions whose versions are worth recording next to a saved index, artifact or result file.
 VERSIONED_PACKAGES = (

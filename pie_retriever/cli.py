@@ -1,7 +1,7 @@
 """Command line: ``pie-retriever index|search|add|delete|demo|label|train|eval|bench`` and ``--version``.
 
 A dispatcher only: each subcommand lives in a module with ``add_arguments(parser)`` and ``run(args) -> int``
-(or ``add_<name>_arguments``/``run_<name>`` for a module serving several, such as :mod:`pie_retriever.pool_cli`);
+(or ``add_<name>_arguments``/``run_<name>`` for a module serving several, such as :mod:`pie_retriever.retrieval.cli`);
 heavy libraries are imported inside ``run`` only. :func:`main` turns errors into one line on stderr.
 """
 
@@ -14,21 +14,21 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from .errors import PIEError
+from pie_retriever.errors import PIEError
 
 # name -> (module with add_arguments/run, one-line help). "module:name" means the module's
 # add_<name>_arguments/run_<name> pair (one module serving several commands).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "index": ("pie_retriever.pool_cli:index", "embed a pool file and save an index folder"),
-    "search": ("pie_retriever.pool_cli:search", "retrieve demonstrations for a query (or a file of queries) from a saved index"),
-    "add": ("pie_retriever.pool_cli:add", "embed the demonstrations of a pool file into a saved index"),
-    "delete": ("pie_retriever.pool_cli:delete", "delete demonstrations from a saved index by id"),
+    "index": ("pie_retriever.retrieval.cli:index", "embed a pool file and save an index folder"),
+    "search": ("pie_retriever.retrieval.cli:search", "retrieve demonstrations for a query (or a file of queries) from a saved index"),
+    "add": ("pie_retriever.retrieval.cli:add", "embed the demonstrations of a pool file into a saved index"),
+    "delete": ("pie_retriever.retrieval.cli:delete", "delete demonstrations from a saved index by id"),
     "demo": ("pie_retriever.demo", "index the bundled pool and compare PIE with BM25 (offline)"),
     "label": ("pie_retriever.labeling.cli", "give each instruction of a pool a verb|noun task label"),
     "train": ("pie_retriever.training.cli", "contrastively train an instruction encoder on task labels"),
     "eval": ("pie_retriever.evaluation.cli", "evaluate a model on IEB (clustering, similarity, task P@k)"),
-    "bench": ("pie_retriever.bench.cli", "benchmark quality, in-context learning, speed and memory vs BM25"),
-    "export": ("pie_retriever.export", "export a model as a self-contained folder (hf: Hugging Face + sentence-transformers, for vLLM serving)"),
+    "bench": ("pie_retriever.evaluation.bench.cli", "benchmark quality, in-context learning, speed and memory vs BM25"),
+    "export": ("pie_retriever.encoders.export", "export a model as a self-contained folder (hf: Hugging Face + sentence-transformers, for vLLM serving)"),
     "select": ("pie_retriever.downstream.cli_select", "pick a task-diverse subset of an instruction pool (KMeans, k-center, task quota)"),
     "compress": ("pie_retriever.downstream.cli_compress", "shrink an evaluation set while keeping its task distribution"),
     "compare": ("pie_retriever.downstream.cli_compare", "dataset task correlation: coverage and Wasserstein heatmaps of several pools"),
@@ -52,7 +52,7 @@ def _version() -> str:
     try:
         return version("pie-retriever")
     except PackageNotFoundError:  # a source checkout that was not installed
-        from . import __version__
+        from pie_retriever import __version__
 
         return __version__
 

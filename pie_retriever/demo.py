@@ -38,12 +38,12 @@ def _cell(hit, want: str | None, width: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .bm25 import BM25Retriever
-    from .encoders.transformer import TransformerEncoder
-    from .fewshot import format_few_shot
-    from .models import DEFAULT_MODEL, describe_aliases
-    from .pools import bundled_pool_path, load_bundled_pool, load_bundled_queries
-    from .retriever import PIERetriever
+    from pie_retriever.encoders.models import DEFAULT_MODEL, describe_aliases
+    from pie_retriever.encoders.transformer import TransformerEncoder
+    from pie_retriever.pool.pools import bundled_pool_path, load_bundled_pool, load_bundled_queries
+    from pie_retriever.prompting.fewshot import format_few_shot
+    from pie_retriever.retrieval.bm25 import BM25Retriever
+    from pie_retriever.retrieval.retriever import PIERetriever
 
     model = args.model or DEFAULT_MODEL
     pool = load_bundled_pool()

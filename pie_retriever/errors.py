@@ -43,6 +43,14 @@ class UnknownModelError(PIEError, ValueError):
     """A model spec is neither a built-in alias, a local folder, nor a cached hub id."""
 
 
+class OnnxNotBuiltError(UnknownModelError):
+    """An ONNX alias whose export is not in the cache yet; ``make_encoder`` builds it (``source``, ``quantize``)."""
+
+    def __init__(self, msg: str, *, source: str, quantize: str) -> None:
+        super().__init__(msg)
+        self.source, self.quantize = source, quantize
+
+
 class PromptError(PIEError, ValueError):
     """A prompt template has missing or unknown placeholders."""
 

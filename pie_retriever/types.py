@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import InvalidDemonstrationError
+from pie_retriever.errors import InvalidDemonstrationError
 
 _FIELDS = ("id", "instruction", "input", "output", "metadata")
 #: The demonstration fields that can be embedded (``embed_fields=``), joined by newlines.
@@ -14,7 +14,7 @@ EMBED_FIELDS = ("instruction", "input", "output")
 
 def check_embed_fields(embed_fields: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """A non-empty tuple of ``EMBED_FIELDS`` members (a single name is accepted)."""
-    from .errors import ConfigError
+    from pie_retriever.errors import ConfigError
 
     fields = tuple([embed_fields] if isinstance(embed_fields, str) else embed_fields)
     if not fields or any(f not in EMBED_FIELDS for f in fields):

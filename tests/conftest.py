@@ -66,8 +66,8 @@ def templated_p_at_4():
     library's ranking and metrics; also checks the model's vectors are unit length and it has a fingerprint."""
     import numpy as np
 
-    from pie_retriever.bench.templated import templated_set
     from pie_retriever.encoders.transformer import TransformerEncoder
+    from pie_retriever.evaluation.bench.templated import templated_set
     from pie_retriever.evaluation.metrics import precision_at_k, relevance
     from pie_retriever.evaluation.rankers import rank_by_vectors
 

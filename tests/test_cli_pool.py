@@ -99,7 +99,7 @@ def test_add_and_delete(built, tmp_path, capsys, monkeypatch):
 
 
 def test_index_stores_absolute_model_path(tmp_path, monkeypatch):
-    from pie_retriever.models import resolve_model
+    from pie_retriever.encoders.models import resolve_model
 
     work = tmp_path / "work"
     (work / "models").mkdir(parents=True)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from pie_retriever import PIERetriever
-from pie_retriever.content import (
+from pie_retriever.encoders.hashing import HashingEncoder
+from pie_retriever.errors import ConfigError, IndexLoadError
+from pie_retriever.retrieval.content import (
     DEFAULT_CONTENT_WEIGHT,
     BM25Content,
     DenseContent,
     check_content_weight,
     make_content_scorer,
 )
-from pie_retriever.encoders.hashing import HashingEncoder
-from pie_retriever.errors import ConfigError, IndexLoadError
 
 POOL = [
     {"id": "poem-ocean", "instruction": "Write a poem about the ocean and its waves.", "metadata": {"task": "poem"}},
@@ -240,7 +240,7 @@ def test_content_queries_score_content_apart_from_the_task_query():
 
 
 def test_prompt_builder_and_langchain_use_the_retriever_default():
-    from pie_retriever.prompt_builder import FewShotPromptBuilder
+    from pie_retriever.prompting.builder import FewShotPromptBuilder
 
     q = "Summarize the text."
     r = _pool_retriever(content_scorer="bm25", content_weight=1.0)

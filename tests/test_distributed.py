@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from pie_retriever import PIERetriever
-from pie_retriever.distributed import build_with_ray, encode_with_ray, index_with_ray, plan_batches
 from pie_retriever.encoders.hashing import HashingEncoder
 from pie_retriever.encoders.transformer import PRECISION_TOLERANCE
-from pie_retriever.pools import bundled_pool_path, load_bundled_pool, load_bundled_queries
+from pie_retriever.pool.pools import bundled_pool_path, load_bundled_pool, load_bundled_queries
+from pie_retriever.retrieval.distributed import build_with_ray, encode_with_ray, index_with_ray, plan_batches
 
 pytestmark = pytest.mark.ray
 #: fp16 storage (the faiss default) rounds each component to 11 significant bits: |x| < 1 moves by at most 2^-12.
@@ -40,7 +40,7 @@ def ray_local():
     import psutil
     import ray
 
-    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")  # as pie_retriever.distributed does
+    os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")  # as pie_retriever.retrieval.distributed does
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     print(f"\nray.init(num_cpus=2): {time.perf_counter() - start:.2f}s")
@@ -69,8 +69,8 @@ def test_default_model_vectors_match_single_process(ray_local, tmp_path, precisi
     """``index_with_ray`` on the bundled pool with the default model ≈ ``PIERetriever.from_demonstrations``, under
     each precision (forced by ``$PIE_PRECISION`` in the driver; the actors rebuild the encoder from its config,
     which records the precision that ran)."""
+    from pie_retriever.encoders.models import DEFAULT_MODEL
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.models import DEFAULT_MODEL
 
     monkeypatch.setenv("PIE_PRECISION", precision)
     start = time.perf_counter()

@@ -105,7 +105,7 @@ def _pages(tag: str) -> list[str]:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    from pie_retriever.pools import bundled_pool_path, bundled_queries_path
+    from pie_retriever.pool.pools import bundled_pool_path, bundled_queries_path
 
     work = tmp_path / "main"
     work.mkdir()

@@ -49,7 +49,7 @@ def in_package():
 
 
 def test_folder_layout_and_card(exported):
-    from pie_retriever.models import resolve_model, weights_fingerprint
+    from pie_retriever.encoders.models import resolve_model, weights_fingerprint
 
     names = {p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "modules.json", "1_Pooling/config.json",
@@ -76,8 +76,8 @@ def test_folder_layout_and_card(exported):
 
 
 def test_resolve_model_gives_identical_vectors_and_fingerprint(exported, in_package):
+    from pie_retriever.encoders.models import resolve_model
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.models import resolve_model
 
     resolved = resolve_model(exported)
     assert resolved.artifact is None and resolved.default_pooling == "mean" and resolved.default_prompt == "{instruction}"
@@ -115,13 +115,13 @@ def test_sentence_transformers_loads_it(exported, in_package):
 
 
 def test_changed_files_lose_the_shared_fingerprint(exported, in_package, tmp_path, caplog):
-    from pie_retriever.models import resolve_model
+    from pie_retriever.encoders.models import resolve_model
 
     copy = tmp_path / "edited"
     shutil.copytree(exported, copy)
     assert resolve_model(copy).extra["weights_fingerprint"] == resolve_model(exported).extra["weights_fingerprint"]  # a copy is the same
     (copy / "1_Pooling" / "config.json").write_text((copy / "1_Pooling" / "config.json").read_text() + "\n")
-    with caplog.at_level(logging.WARNING, logger="pie_retriever.export_card"):
+    with caplog.at_level(logging.WARNING, logger="pie_retriever.encoders.export_card"):
         resolved = resolve_model(copy)
     assert "weights_fingerprint" not in resolved.extra
     assert any("files changed since the export" in r.getMessage() for r in caplog.records)
@@ -134,10 +134,10 @@ def _dummy_export(model_spec, out_dir, **options):
 
 
 def test_format_registry_drives_api_and_cli(monkeypatch, tmp_path):
-    from pie_retriever import export as export_module
     from pie_retriever.cli import build_parser, main
+    from pie_retriever.encoders import export as export_module
 
-    assert export_module.EXPORT_FORMATS["hf"] == "pie_retriever.export:export_hf"
+    assert export_module.EXPORT_FORMATS["hf"] == "pie_retriever.encoders.export:export_hf"
     with pytest.raises(ConfigError, match=r"Unknown export format 'nope'; choose one of: hf"):
         export_module.export_model("pie-minilm", tmp_path / "x", format="nope")
     monkeypatch.setitem(export_module.EXPORT_FORMATS, "dummy", f"{__name__}:_dummy_export")
@@ -194,7 +194,7 @@ def test_projection_head_becomes_a_dense_module(tmp_path):
     assert vectors.shape == (len(TEXTS), 64)
     assert (vectors * reference).sum(1).min() >= 0.9999
     # TransformerEncoder reads no Dense module: the card says so and the folder does not share the source's fingerprint
-    from pie_retriever.models import resolve_model
+    from pie_retriever.encoders.models import resolve_model
 
     assert json.loads((out / "pie_export.json").read_text())["identical_vectors"] is False
     assert "weights_fingerprint" not in resolve_model(out).extra

@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from pie_retriever.models import MODEL_ALIASES, resolve_model
+from pie_retriever.encoders.models import MODEL_ALIASES, resolve_model
 
 
 def test_alias_resolves_to_its_own_artifact_and_is_the_default():
-    from pie_retriever.models import DEFAULT_MODEL, DEFAULT_ONNX_MODEL
+    from pie_retriever.encoders.models import DEFAULT_MODEL, DEFAULT_ONNX_MODEL
 
     assert DEFAULT_MODEL == "pie-minilm-lc" and DEFAULT_ONNX_MODEL == "pie-minilm-lc-onnx"
     assert MODEL_ALIASES["pie-minilm-onnx"].onnx and MODEL_ALIASES["pie-minilm-lc-onnx"].onnx  # both keep a fast path
@@ -24,7 +24,7 @@ def test_alias_resolves_to_its_own_artifact_and_is_the_default():
 
 
 def test_card_records_provenance_and_held_out_sets():
-    from pie_retriever.models import _artifact_dir
+    from pie_retriever.encoders.models import _artifact_dir
 
     card = json.loads((_artifact_dir("pie-minilm-lc") / "pie_artifact.json").read_text())
     sets = {p["set"]: p for p in card["data"]["provenance"]}

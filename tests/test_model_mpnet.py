@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pie_retriever.models import DEFAULT_MODEL, MODEL_ALIASES, _artifact_dir
+from pie_retriever.encoders.models import DEFAULT_MODEL, MODEL_ALIASES, _artifact_dir
 
 
 def test_alias_card_and_size():

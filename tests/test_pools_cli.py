@@ -8,7 +8,7 @@ import pytest
 
 from pie_retriever.cli import main
 from pie_retriever.errors import PoolFormatError
-from pie_retriever.pools import load_bundled_pool, load_bundled_queries, load_pool
+from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries, load_pool
 
 
 def _write(tmp_path, name, text, mode="w"):

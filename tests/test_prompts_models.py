@@ -1,8 +1,8 @@
 import pytest
 
+from pie_retriever.encoders.models import MODEL_ALIASES, resolve_model
+from pie_retriever.encoders.prompts import PIE_PROMPT, PROMPTS, apply_prompt, resolve_prompt
 from pie_retriever.errors import PromptError, UnknownModelError
-from pie_retriever.models import MODEL_ALIASES, resolve_model
-from pie_retriever.prompts import PIE_PROMPT, PROMPTS, apply_prompt, resolve_prompt
 
 
 def test_named_prompts():

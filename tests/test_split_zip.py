@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pie_retriever import split_zip
+from pie_retriever.encoders.weights import split_zip
+from pie_retriever.encoders.weights.split_zip import MARKER, MPNET, SplitZipModel, assembled_path
 from pie_retriever.errors import UnknownModelError
-from pie_retriever.split_zip import MARKER, MPNET, SplitZipModel, assembled_path
 
 
 def test_missing_packages_name_the_extra(monkeypatch, tmp_path):

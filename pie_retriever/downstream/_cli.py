@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .._util import atomic_write_text
-from ..errors import ConfigError
-from ..types import Demonstration
-from .embed import LABEL_SOURCES, Items, load_items, task_labels
+from pie_retriever._util import atomic_write_text
+from pie_retriever.downstream.embed import LABEL_SOURCES, Items, load_items, task_labels
+from pie_retriever.errors import ConfigError
+from pie_retriever.types import Demonstration
 
 
 def add_common(p: argparse.ArgumentParser, *, labels: bool = True) -> None:

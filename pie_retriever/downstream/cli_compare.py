@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from . import _cli
-from .compare import compare_sets, plot_comparison
-from .embed import is_index_folder, make_encoder
+from pie_retriever.downstream import _cli
+from pie_retriever.downstream.compare import compare_sets, plot_comparison
+from pie_retriever.downstream.embed import is_index_folder, make_encoder
+from pie_retriever.errors import ConfigError
 
 __all__ = ["add_arguments", "parse_sources", "run"]
 

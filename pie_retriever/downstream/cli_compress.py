@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from . import _cli
-from .compress import COMPRESS_METHODS, compress_indices, label_distance
+from pie_retriever.downstream import _cli
+from pie_retriever.downstream.compress import COMPRESS_METHODS, compress_indices, label_distance
 
 __all__ = ["add_arguments", "run"]
 

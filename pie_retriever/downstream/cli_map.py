@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import _cli
-from .taskmap import COLOR_BY, PROJECTIONS, make_panel, plot_maps, write_html
+from pie_retriever.downstream import _cli
+from pie_retriever.downstream.taskmap import COLOR_BY, PROJECTIONS, make_panel, plot_maps, write_html
 
 __all__ = ["add_arguments", "run"]
 

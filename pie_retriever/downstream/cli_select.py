@@ -11,8 +11,8 @@ import argparse
 import time
 from typing import Any
 
-from . import _cli
-from .select import SELECT_METHODS, select_subset, selection_report
+from pie_retriever.downstream import _cli
+from pie_retriever.downstream.select import SELECT_METHODS, select_subset, selection_report
 
 __all__ = ["add_arguments", "format_report", "run"]
 

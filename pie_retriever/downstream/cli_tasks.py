@@ -10,8 +10,8 @@ import argparse
 import json
 import time
 
-from . import _cli
-from .tasks import discover_tasks, format_table
+from pie_retriever.downstream import _cli
+from pie_retriever.downstream.tasks import discover_tasks, format_table
 
 __all__ = ["add_arguments", "run"]
 
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     _cli.check_output(args.output, ".json")
     items, t_encode = _cli.load(args.pool, args)
-    from .embed import silver_labels
+    from pie_retriever.downstream.embed import silver_labels
 
     start = time.perf_counter()
     labels = silver_labels(items.texts, cache=args.labels_cache)

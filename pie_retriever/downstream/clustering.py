@@ -9,9 +9,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .._util import check_int
-from ..errors import ConfigError
-from ._threads import threads_for
+from pie_retriever._util import check_int
+from pie_retriever.downstream._threads import threads_for
+from pie_retriever.errors import ConfigError
 
 __all__ = ["Clustering", "choose_k", "kcenter", "kmeans", "kmeans_pp", "nearest_to_centroids"]
 

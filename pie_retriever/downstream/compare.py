@@ -14,8 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..encoders.base import l2_normalize
-from ..errors import ConfigError
+from pie_retriever.encoders.base import l2_normalize
+from pie_retriever.errors import ConfigError
 
 __all__ = ["compare_sets", "coverage_score", "plot_comparison", "wasserstein_score"]
 

@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .._util import check_choice
-from ..errors import ConfigError
-from .clustering import kmeans, nearest_to_centroids
+from pie_retriever._util import check_choice
+from pie_retriever.downstream.clustering import kmeans, nearest_to_centroids
+from pie_retriever.errors import ConfigError
 
 __all__ = ["COMPRESS_METHODS", "Compressed", "compress_indices", "label_distance", "weighted_mean"]
 

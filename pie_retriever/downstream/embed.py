@@ -15,9 +15,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..encoders.base import Encoder, l2_normalize
-from ..errors import ConfigError
-from ..types import Demonstration
+from pie_retriever.encoders.base import Encoder, l2_normalize
+from pie_retriever.errors import ConfigError
+from pie_retriever.types import Demonstration
 
 __all__ = ["Items", "encode_texts", "is_index_folder", "load_items", "make_encoder", "task_labels"]
 
@@ -52,7 +52,7 @@ def make_encoder(model: Any = None) -> Encoder:
     if model is not None and not isinstance(model, (str, os.PathLike)):
         msg = f"model must be None, a model spec (e.g. 'minilm', 'pie-minilm', a folder) or an Encoder, got {type(model).__name__}."
         raise ConfigError(msg)
-    from ..encoders.transformer import TransformerEncoder
+    from pie_retriever.encoders.transformer import TransformerEncoder
 
     return TransformerEncoder(None if model is None else os.fspath(model))
 
@@ -91,14 +91,14 @@ def encode_texts(texts: Sequence[str], encoder: Encoder, *, cache_dir: str | os.
 
 
 def is_index_folder(path: str | os.PathLike) -> bool:
-    from ..persistence import MANIFEST
+    from pie_retriever.retrieval.persistence import MANIFEST
 
     return Path(path).is_dir() and (Path(path) / MANIFEST).is_file()
 
 
 def _from_index(path: str | os.PathLike) -> Items:
     """The demonstrations and stored vectors of a saved index (no re-encoding)."""
-    from ..retriever import PIERetriever
+    from pie_retriever.retrieval.retriever import PIERetriever
 
     retriever = PIERetriever.load(path)
     with retriever._snapshot() as (by_label, _):  # demonstrations and vectors of the same moment
@@ -115,7 +115,7 @@ def load_items(source: str | os.PathLike | Sequence[Any], model: Any = None, *, 
     if isinstance(source, (str, os.PathLike)):
         if is_index_folder(source):
             return _from_index(source)
-        from ..pools import load_pool
+        from pie_retriever.pool.pools import load_pool
 
         demos = load_pool(source, label_field=label_field)
     else:
@@ -131,7 +131,7 @@ def load_items(source: str | os.PathLike | Sequence[Any], model: Any = None, *, 
 
 def task_labels(demos: Sequence[Demonstration], source: str = "auto", *, cache: str | os.PathLike | None = None) -> list[str]:
     """One task label per demonstration, from ``LABEL_SOURCES[source]``; silver labels can be cached in a JSON file."""
-    from .._util import check_choice
+    from pie_retriever._util import check_choice
 
     check_choice("label source", source, LABEL_SOURCES)
     gold = [d.metadata.get("task") for d in demos]
@@ -147,7 +147,7 @@ def task_labels(demos: Sequence[Demonstration], source: str = "auto", *, cache: 
 
 def silver_labels(texts: Sequence[str], *, cache: str | os.PathLike | None = None) -> list[str]:
     """The labeler's ``verb|noun`` per text; with ``cache`` (a JSON file) labels are read/written by text."""
-    from ..labeling.api import label_instructions
+    from pie_retriever.labeling.api import label_instructions
 
     texts = list(texts)
     known: dict[str, str] = {}
@@ -157,7 +157,7 @@ def silver_labels(texts: Sequence[str], *, cache: str | os.PathLike | None = Non
     if todo:
         known.update(zip(todo, label_instructions(todo)))
         if cache is not None:
-            from .._util import atomic_write_text
+            from pie_retriever._util import atomic_write_text
 
             atomic_write_text(cache, json.dumps(known, ensure_ascii=False))
     return [known[t] for t in texts]

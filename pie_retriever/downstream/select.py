@@ -12,9 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._util import check_choice, check_int
-from ..errors import ConfigError
-from .clustering import kcenter, kmeans, nearest_to_centroids
+from pie_retriever._util import check_choice, check_int
+from pie_retriever.downstream.clustering import kcenter, kmeans, nearest_to_centroids
+from pie_retriever.errors import ConfigError
 
 __all__ = ["SELECT_METHODS", "quota", "select_subset", "selection_report"]
 
@@ -105,7 +105,7 @@ def selection_report(vectors: np.ndarray, labels: Sequence[str], budget: int, me
     """Task coverage of ``method`` at ``budget`` vs ``seeds`` random subsets (mean ± sd) and, when
     ``baseline_vectors`` are given (e.g. plain MiniLM's), the same method on those vectors. ``picked``: the
     selection already made on ``vectors`` (else it is made here)."""
-    from .coverage import summarize_runs, task_coverage
+    from pie_retriever.downstream.coverage import summarize_runs, task_coverage
 
     check_int(seeds, "seeds")
     if picked is None:

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._util import check_choice
-from ..errors import ConfigError
-from ._threads import threads_for
-from .labels_layout import place_labels
+from pie_retriever._util import check_choice
+from pie_retriever.downstream._threads import threads_for
+from pie_retriever.downstream.labels_layout import place_labels
+from pie_retriever.errors import ConfigError
 
 __all__ = ["COLOR_BY", "PROJECTIONS", "MapPanel", "group_silhouette", "make_panel", "plot_maps", "project_2d", "write_html"]
 
@@ -40,7 +40,7 @@ def project_2d(vectors: np.ndarray, method: str = "auto", *, seed: int = 0) -> n
     if method == "auto":
         method = "umap" if importlib.util.find_spec("umap") else "tsne"
     if method == "umap":
-        from ..errors import require
+        from pie_retriever.errors import require
 
         umap = require("umap", "downstream", "a UMAP projection")
         import warnings
@@ -156,7 +156,7 @@ def write_html(panel: MapPanel, path: str | os.PathLike, *, max_groups: int = 40
             "li span{display:inline-block;width:10px;height:10px;margin-right:5px;border-radius:5px}</style>"
             f"<div><h3>{html.escape(panel.title)}</h3><svg width='800' height='800' style='border:1px solid #ddd'>{''.join(dots)}</svg></div>"
             f"<div><h3>groups</h3><ul>{legend}</ul><p>grey: other groups. Hover a dot for its instruction.</p></div>")
-    from .._util import atomic_write_text
+    from pie_retriever._util import atomic_write_text
 
     atomic_write_text(path, page)
 
@@ -172,19 +172,19 @@ def make_panel(texts: Sequence[str], vectors: np.ndarray, *, color_by: str = "ta
     texts = list(texts)
     x = np.asarray(vectors, dtype=np.float32)
     if labels is None:
-        from .embed import silver_labels
+        from pie_retriever.downstream.embed import silver_labels
 
         labels = silver_labels(texts)
     summary: dict[str, Any] = {"color_by": color_by, "projection": projection}
     if color_by == "task":
         groups = [str(g) for g in labels]
     else:
-        from .clustering import kmeans
-        from .naming import name_clusters
-        from .tasks import candidate_ks
+        from pie_retriever.downstream.clustering import kmeans
+        from pie_retriever.downstream.naming import name_clusters
+        from pie_retriever.downstream.tasks import candidate_ks
 
         if n_clusters is None:
-            from .clustering import choose_k
+            from pie_retriever.downstream.clustering import choose_k
 
             n_clusters, _ = choose_k(x, candidate_ks(len(x)), seed=seed)
         assign = kmeans(x, n_clusters, seed=seed).assign

@@ -7,9 +7,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._util import check_int
-from .clustering import choose_k, kmeans
-from .naming import name_clusters
+from pie_retriever._util import check_int
+from pie_retriever.downstream.clustering import choose_k, kmeans
+from pie_retriever.downstream.naming import name_clusters
 
 __all__ = ["candidate_ks", "discover_tasks", "format_table"]
 
@@ -40,7 +40,7 @@ def discover_tasks(texts: Sequence[str], vectors: np.ndarray, *, n_clusters: int
     k = check_int(n_clusters, "n_clusters")
     clustering = kmeans(x, k, seed=seed, show_progress=show_progress)
     if labels is None:
-        from .embed import silver_labels
+        from pie_retriever.downstream.embed import silver_labels
 
         labels = silver_labels(texts)
     names = name_clusters(labels, clustering.assign)

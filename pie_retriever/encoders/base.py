@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from pie_retriever.errors import ConfigError
 
 
 class Encoder(ABC):
@@ -109,7 +109,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 ENCODER_TYPES: dict[str, str] = {
     "transformer": "pie_retriever.encoders.transformer:TransformerEncoder",
     "hashing": "pie_retriever.encoders.hashing:HashingEncoder",
-    "onnx": "pie_retriever.encoders.onnx:OnnxEncoder",
+    "onnx": "pie_retriever.encoders.factory:onnx_from_config",  # builds a missing alias export first
     "vllm": "pie_retriever.integrations.vllm:VLLMEncoder",
     "server": "pie_retriever.encoders.server:ServerEncoder",
 }
@@ -123,5 +123,5 @@ def encoder_from_config(config: dict[str, Any]) -> Encoder:
         msg = f"Unknown encoder type {kind!r} in config; known types: {', '.join(ENCODER_TYPES)}."
         raise ConfigError(msg)
     module, _, name = ENCODER_TYPES[kind].partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    return cls.from_config(cfg)
+    target = getattr(importlib.import_module(module), name)  # a class with from_config, or a function of the config
+    return target.from_config(cfg) if isinstance(target, type) else target(cfg)

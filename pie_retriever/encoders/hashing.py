@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..prompts import resolve_prompt
-from .base import Encoder, check_texts, l2_normalize
+from pie_retriever.encoders.base import Encoder, check_texts, l2_normalize
+from pie_retriever.encoders.prompts import resolve_prompt
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 

@@ -1,6 +1,6 @@
 """Instruction encoder on an ONNX export: ``tokenizers`` + ``onnxruntime`` + numpy, no torch.
 
-The folder is written by :func:`pie_retriever.onnx_export.export_onnx` (``pie-retriever export``): the graph
+The folder is written by :func:`pie_retriever.encoders.onnx_export.export_onnx` (``pie-retriever export``): the graph
 holds the transformer with its pooling and head, so this class only applies the prompt, tokenizes, pads
 length-sorted batches, runs the graph and L2-normalises. Threads follow :mod:`pie_retriever._threads`: one
 intra-op thread for a single text, every core for a batch (two onnxruntime sessions, the batch one created
@@ -17,33 +17,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._threads import resolve_threads
-from .._util import check_int
-from ..errors import ConfigError, UnknownModelError, require
-from ..models import DEFAULT_ONNX_MODEL, ONNX_CARD, ONNX_MODEL, TOKENIZER_FILE, resolve_model
-from ..prompts import apply_prompt, resolve_prompt
-from .base import Encoder, check_texts, l2_normalize, warn_if_truncated
+from pie_retriever._threads import resolve_threads
+from pie_retriever._util import check_int
+from pie_retriever.encoders.base import Encoder, check_texts, l2_normalize, warn_if_truncated
+from pie_retriever.encoders.models import DEFAULT_ONNX_MODEL, ONNX_CARD, ONNX_MODEL, TOKENIZER_FILE, file_fingerprint, resolve_model
+from pie_retriever.encoders.prompts import apply_prompt, resolve_prompt
+from pie_retriever.errors import ConfigError, UnknownModelError, require
 
 __all__ = ["OnnxEncoder", "check_onnx_options"]
 
-def _head_tail_hash(path: Path) -> str:
-    """Size plus sha256 of the first and last MiB: cheap to compute at every load, changes with the weights."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with path.open("rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            h.update(fh.read(1 << 20))
-    return h.hexdigest()[:16]
-
-
 class OnnxEncoder(Encoder):
-    """Embed instructions with an ONNX export (see :mod:`pie_retriever.onnx_export`).
+    """Embed instructions with an ONNX export (see :mod:`pie_retriever.encoders.onnx_export`).
 
     Args:
-        model: an export folder, or a model spec resolving to one (the ``pie-minilm-lc-onnx`` alias of the default model).
+        model: an export folder, or a model spec resolving to one (the ``pie-minilm-lc-onnx`` alias of the default model,
+            once built: ``make_encoder(alias)`` builds an alias's export into the cache at first use).
         prompt / query_prompt: override the card's prompts (applied before tokenizing, as in the torch encoder).
         max_length: token limit per text; default the card's (at most the model's position limit).
         batch_size: texts per onnxruntime call.
@@ -92,7 +80,7 @@ class OnnxEncoder(Encoder):
         if self.card.get("matches_source"):
             weights = self.card["source_weights"]  # the torch encoder's formula: same vectors, same fingerprint
         else:
-            weights = f"onnx-{self.card['quantize']}:{_head_tail_hash(self.folder / ONNX_MODEL)}:{self.card['source_weights']}"
+            weights = f"onnx-{self.card['quantize']}:{file_fingerprint(self.folder / ONNX_MODEL)}:{self.card['source_weights']}"
         key = f"{weights}|{self.prompt}|{self.query_prompt}|{self.pooling}|{self.max_length}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 

@@ -3,7 +3,7 @@
 The prompt is applied here, on the client (servers apply none, and the PIE prompt has text after the
 instruction, which sentence-transformers prompts cannot express); the server tokenizes, runs the model and
 pools. Texts are sent in batches of ``batch_size`` per request, with the retries of
-:class:`~pie_retriever.server_client.ServerClient`. Vectors are L2-normalised here too.
+:class:`~pie_retriever.encoders.http.ServerClient`. Vectors are L2-normalised here too.
 
 The fingerprint covers the served model (its name, and what the server reports about it: ``root``,
 ``max_model_len``), the output dimension, prompt, query prompt, pooling and truncation, so an index built
@@ -22,12 +22,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._util import check_int
-from ..errors import ConfigError, ServerError
-from ..export_card import EXPORT_CARD, read_export_card, source_fingerprint
-from ..prompts import apply_prompt, resolve_prompt
-from ..server_client import ServerClient
-from .base import Encoder, check_texts, l2_normalize
+from pie_retriever._util import check_int
+from pie_retriever.encoders.base import Encoder, check_texts, l2_normalize
+from pie_retriever.encoders.export_card import EXPORT_CARD, read_export_card, source_fingerprint
+from pie_retriever.encoders.http import ServerClient
+from pie_retriever.encoders.prompts import apply_prompt, resolve_prompt
+from pie_retriever.errors import ConfigError, ServerError
 
 __all__ = ["ServerEncoder"]
 
@@ -65,7 +65,7 @@ class ServerEncoder(Encoder):
         pooling: what the server pools with, recorded in the fingerprint; default: the served export's
             pooling when its card is readable, else ``"server"`` (the server's own choice).
         batch_size: texts per request.
-        timeout, max_retries, backoff: see :class:`~pie_retriever.server_client.ServerClient`.
+        timeout, max_retries, backoff: see :class:`~pie_retriever.encoders.http.ServerClient`.
         truncate_prompt_tokens: vLLM's truncation parameter, sent with every request (``-1``: truncate to the
             model's maximum length, like the in-process encoder; ``None``: send nothing, for servers that refuse
             unknown fields; then too-long texts are the server's error).

@@ -27,12 +27,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._threads import torch_threads
-from .._util import check_choice, check_int
-from ..errors import UnknownModelError
-from ..models import DEFAULT_MODEL, ResolvedModel, resolve_model, weights_fingerprint
-from ..prompts import apply_prompt, resolve_prompt
-from .base import Encoder, check_texts, l2_normalize, warn_if_truncated
+from pie_retriever._threads import torch_threads
+from pie_retriever._util import check_choice, check_int
+from pie_retriever.encoders.base import Encoder, check_texts, l2_normalize, warn_if_truncated
+from pie_retriever.encoders.models import DEFAULT_MODEL, ResolvedModel, resolve_model, weights_fingerprint
+from pie_retriever.encoders.prompts import apply_prompt, resolve_prompt
+from pie_retriever.errors import UnknownModelError
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class TransformerEncoder(Encoder):
         model = AutoModel.from_pretrained(path, dtype=torch.float32)
         self.head = None
         if self.resolved.artifact is not None:
-            from ..artifact import apply_artifact
+            from pie_retriever.encoders.artifact import apply_artifact
 
             model, self.head = apply_artifact(model, self.resolved.artifact)
         model.eval()
@@ -201,7 +201,7 @@ class TransformerEncoder(Encoder):
         fingerprint still checks the weights on load."""
         from pathlib import Path
 
-        from ..models import MODEL_ALIASES
+        from pie_retriever.encoders.models import MODEL_ALIASES
 
         model = self.model_spec
         local = self.resolved.artifact or self.resolved.path

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._util import atomic_write_text, library_versions
-from ..errors import EvalArgumentError
+from pie_retriever._util import atomic_write_text, library_versions
+from pie_retriever.errors import EvalArgumentError
 
 SUITES: dict[str, str] = {"ieb": "IEB: leave-one-out task P@1/P@4/MRR, KMeans ARI/purity/homogeneity, IIS Spearman"}
 MODEL_OPTIONS: dict[str, type] = {"pooling": str, "prompt": str, "name": str, "batch_size": int, "max_length": int, "precision": str}
@@ -83,7 +83,7 @@ VERSIONED = ("pie-retriever", "torch", "transformers", "bm25s", "scikit-learn", 
 
 def _data_dir(value: str | None) -> Path:
     """The IEB folder (``--data`` or ``$PIE_IEB_DIR``), checked for the files the protocols read."""
-    from .ieb import EFT_TEST, IIS_TEST, resolve_ieb_dir
+    from pie_retriever.evaluation.ieb import EFT_TEST, IIS_TEST, resolve_ieb_dir
 
     data = resolve_ieb_dir(value)
     for needed in (EFT_TEST, IIS_TEST):
@@ -95,10 +95,10 @@ def _data_dir(value: str | None) -> Path:
 
 def _evaluate_model(spec: str, options: dict[str, Any], args: argparse.Namespace, data: Path, clustering: bool | None) -> dict[str, Any]:
     """Load one ``--model`` spec and run the IEB protocols on it."""
-    from ..encoders.transformer import TransformerEncoder
-    from ..prompts import prompt_name
-    from .ieb import evaluate
-    from .rankers import EmbeddingRanker
+    from pie_retriever.encoders.prompts import prompt_name
+    from pie_retriever.encoders.transformer import TransformerEncoder
+    from pie_retriever.evaluation.ieb import evaluate
+    from pie_retriever.evaluation.rankers import EmbeddingRanker
 
     options = dict(options)
     name = options.pop("name", None)
@@ -145,13 +145,13 @@ def _write_results(args: argparse.Namespace, data: Path, results: list[dict[str,
 
 
 def run(args: argparse.Namespace) -> int:
-    from .ieb import evaluate
-    from .rankers import BM25Ranker, TfidfRanker
+    from pie_retriever.evaluation.ieb import evaluate
+    from pie_retriever.evaluation.rankers import BM25Ranker, TfidfRanker
 
     data = _data_dir(args.data)
     models = [parse_model(m) for m in args.model]
     if not models and not (args.bm25 or args.tfidf):
-        from ..models import DEFAULT_MODEL
+        from pie_retriever.encoders.models import DEFAULT_MODEL
 
         models = [(DEFAULT_MODEL, {})]
     results: list[dict[str, Any]] = []

@@ -1,4 +1,4 @@
-"""The paper's IEB (Instruction Embedding Benchmark) protocols; the files are read by :mod:`pie_retriever.datasets.ieb`.
+"""The paper's IEB (Instruction Embedding Benchmark) protocols; the files are read by :mod:`pie_retriever.pool.ieb`.
 
 Protocols (:func:`evaluate`):
 
@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..datasets.ieb import EFT_TEST, IFT_TEST, IIS_TEST, IISPairs, load_iis, load_labelled
-from ..errors import EvalArgumentError
+from pie_retriever.errors import EvalArgumentError
+from pie_retriever.pool.ieb import EFT_TEST, IFT_TEST, IIS_TEST, IISPairs, load_iis, load_labelled
 
 __all__ = [
     "IEB_ENV",
@@ -77,14 +77,14 @@ def task_retrieval(ranker: Any, instructions: Sequence[str], labels: Sequence[st
     Returns ``p@1``, ``p@4``, ``mrr`` (within the top ``k``) and ``ndcg@10`` (ideal from the label's size).
     When ``vectors`` (document embeddings of ``instructions``) are given they are ranked directly.
     """
-    from .metrics import mrr, ndcg_at_k, precision_at_k, relevance
+    from pie_retriever.evaluation.metrics import mrr, ndcg_at_k, precision_at_k, relevance
 
     k = min(k, len(instructions) - 1)  # tiny sets: rank every other instruction
     if k < 1:
         msg = "task retrieval needs at least two instructions."
         raise EvalArgumentError(msg)
     if vectors is not None:
-        from .rankers import rank_by_vectors
+        from pie_retriever.evaluation.rankers import rank_by_vectors
 
         idx = rank_by_vectors(vectors, vectors, k, loo=True)
     else:
@@ -114,7 +114,7 @@ def _pair_cosines(embed: Any, pairs: IISPairs) -> np.ndarray:
 
 def intention_similarity(embed: Any, pairs: IISPairs) -> float:
     """Spearman correlation between the cosine of each pair and its 0/1 label (``embed``: texts → unit vectors)."""
-    from .metrics import spearman
+    from pie_retriever.evaluation.metrics import spearman
 
     return spearman(_pair_cosines(embed, pairs), pairs.labels)
 
@@ -130,7 +130,7 @@ def intention_similarity_scores(embed: Any, pairs: IISPairs) -> dict[str, float]
     """
     from sklearn.metrics import roc_auc_score
 
-    from .metrics import spearman
+    from pie_retriever.evaluation.metrics import spearman
 
     labels = np.asarray(pairs.labels)
     cos = _pair_cosines(embed, pairs)
@@ -159,8 +159,8 @@ def evaluate(
     Clustering and similarity need vectors: they run by default for rankers with an ``embed`` method
     (embedding models, TF-IDF) and are skipped for BM25.
     """
-    from .metrics import clustering_scores
-    from .rankers import EmbeddingRanker
+    from pie_retriever.evaluation.metrics import clustering_scores
+    from pie_retriever.evaluation.rankers import EmbeddingRanker
 
     data_dir = Path(data_dir)
     instructions, labels = load_labelled(data_dir / EFT_TEST)

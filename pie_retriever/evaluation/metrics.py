@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._util import check_k
-from ..errors import ConfigError
+from pie_retriever._util import check_k
+from pie_retriever.errors import ConfigError
 
 __all__ = ["clustering_scores", "mrr", "ndcg_at_k", "paired_bootstrap", "precision_at_k", "purity_score", "relevance", "spearman"]
 

@@ -6,8 +6,8 @@
 
 * :class:`EmbeddingRanker` — any core :class:`~pie_retriever.encoders.Encoder`; cosine (inner product
   of L2-normalised vectors); the pool is encoded once per call.
-* :class:`BM25Ranker` — :class:`pie_retriever.bm25.BM25Retriever` (bm25s, Lucene BM25 k1=1.5, b=0.75,
-  English stopwords); every document is scored with its :meth:`~pie_retriever.bm25.BM25Retriever.scores`.
+* :class:`BM25Ranker` — :class:`pie_retriever.retrieval.bm25.BM25Retriever` (bm25s, Lucene BM25 k1=1.5, b=0.75,
+  English stopwords); every document is scored with its :meth:`~pie_retriever.retrieval.bm25.BM25Retriever.scores`.
 * :class:`TfidfRanker` — scikit-learn ``TfidfVectorizer`` (defaults) fitted on the pool, cosine.
 
 Every ranker ends in :func:`top_k` (ties broken by the lower pool index, so results are deterministic;
@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._util import check_k
-from ..errors import ConfigError
+from pie_retriever._util import check_k
+from pie_retriever.errors import ConfigError
 
 __all__ = ["BM25Ranker", "EmbeddingRanker", "Ranker", "TfidfRanker", "rank_by_vectors", "top_k"]
 
@@ -141,7 +141,7 @@ class TfidfRanker(Ranker):
         self.vectorizer_options = vectorizer_options
 
     def _vectorizer(self) -> Any:
-        from ..errors import require
+        from pie_retriever.errors import require
 
         text = require("sklearn.feature_extraction.text", "train", "TfidfRanker")
         return text.TfidfVectorizer(**self.vectorizer_options)
@@ -158,7 +158,7 @@ class TfidfRanker(Ranker):
 
 
 class BM25Ranker(Ranker):
-    """BM25 through :class:`pie_retriever.bm25.BM25Retriever`: every document scored, so ties and leave-one-out are exact."""
+    """BM25 through :class:`pie_retriever.retrieval.bm25.BM25Retriever`: every document scored, so ties and leave-one-out are exact."""
 
     name = "bm25"
 
@@ -166,7 +166,7 @@ class BM25Ranker(Ranker):
         self.k1, self.b, self.stopwords = k1, b, stopwords
 
     def rank(self, pool_texts: Sequence[str], query_texts: Sequence[str] | None, k: int, *, loo: bool = False) -> np.ndarray:
-        from ..bm25 import BM25Retriever
+        from pie_retriever.retrieval.bm25 import BM25Retriever
 
         pool, queries, k = _check_inputs(pool_texts, query_texts, k, loo)
         retriever = BM25Retriever(pool, k1=self.k1, b=self.b, stopwords=self.stopwords)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any, Mapping
 
-from .._util import check_choice
-from .base import VectorIndex
-from .numpy_index import NumpyIndex
+from pie_retriever._util import check_choice
+from pie_retriever.index.base import VectorIndex
+from pie_retriever.index.numpy_index import NumpyIndex
 
 INDEX_KINDS: dict[str, str] = {
     "flat": "faiss exact inner product (IndexFlatIP)",

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import ConfigError
+from pie_retriever.errors import ConfigError
 
 
 class VectorIndex(ABC):

@@ -14,10 +14,10 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .._threads import resolve_threads
-from .._util import check_choice
-from ..errors import ConfigError, IndexLoadError
-from .base import VectorIndex, exact_topk, int_option, pad_results
+from pie_retriever._threads import resolve_threads
+from pie_retriever._util import check_choice
+from pie_retriever.errors import ConfigError, IndexLoadError
+from pie_retriever.index.base import VectorIndex, exact_topk, int_option, pad_results
 
 INDEX_FILE = "index.faiss"
 DELETED_FILE = "deleted.npy"

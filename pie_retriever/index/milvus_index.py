@@ -29,8 +29,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, EncoderMismatchError, ExternalIndexError, IndexLoadError, require
-from .base import VectorIndex
+from pie_retriever.errors import ConfigError, EncoderMismatchError, ExternalIndexError, IndexLoadError, require
+from pie_retriever.index.base import VectorIndex
 
 # grpc's fork handlers can hang a fork made while a Milvus Lite server or client is busy in this process (Ray
 # starting its GCS: measured: 2 of 6 ray.init failed with them, 0 of 9 without). Read when grpc is first imported.
@@ -117,7 +117,7 @@ def _literal(value: str) -> str:
 
 
 def where_expression(flt: Any, fields: Sequence[str]) -> str | None:
-    """The Milvus expression selecting what ``flt`` (a :class:`~pie_retriever.filters.MetadataFilter`) selects,
+    """The Milvus expression selecting what ``flt`` (a :class:`~pie_retriever.retrieval.filters.MetadataFilter`) selects,
     or None when it cannot be said exactly with the stored fields (then the caller sends allowed ids)."""
     parts = []
     for key, values in sorted(flt.wanted.items()):

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import IndexLoadError
-from .base import VectorIndex, exact_topk
+from pie_retriever.errors import IndexLoadError
+from pie_retriever.index.base import VectorIndex, exact_topk
 
 VECTORS_FILE = "vectors.npy"
 IDS_FILE = "ids.npy"

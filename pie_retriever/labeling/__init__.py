@@ -29,8 +29,8 @@ Importing this package does not import spaCy; it is loaded on first use. Install
 
 from __future__ import annotations
 
-from . import api
-from .api import *  # noqa: F403  (the public names are api.__all__)
-from .cli import main
+from pie_retriever.labeling import api
+from pie_retriever.labeling.api import *  # noqa: F403  (the public names are api.__all__)
+from pie_retriever.labeling.cli import main
 
 __all__ = [*api.__all__, "main"]

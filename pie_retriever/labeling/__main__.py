@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .cli import module_main
+from pie_retriever.labeling.cli import module_main
 
 if __name__ == "__main__":
     raise SystemExit(module_main())

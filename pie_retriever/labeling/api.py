@@ -12,10 +12,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..datasets import ieb
-from ..errors import PoolFormatError
-from . import rules
-from .rules import FALLBACK_LABEL, NONE
+from pie_retriever.errors import PoolFormatError
+from pie_retriever.labeling import rules
+from pie_retriever.labeling.rules import FALLBACK_LABEL, NONE
+from pie_retriever.pool import ieb
 
 __all__ = [
     "FALLBACK_LABEL",

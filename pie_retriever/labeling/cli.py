@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._util import atomic_write_text
-from .api import label_agreement
-from .rules import normalize_space
+from pie_retriever._util import atomic_write_text
+from pie_retriever.labeling.api import label_agreement
+from pie_retriever.labeling.rules import normalize_space
 
 __all__ = ["add_arguments", "main", "module_main", "run"]
 
@@ -26,15 +26,15 @@ __all__ = ["add_arguments", "main", "module_main", "run"]
 def main(pool_path: str, output: str | None = None, field: str = "instruction", overwrite: bool = False) -> int:
     """Label the demonstrations of a pool file that have no ``metadata.task`` yet and write JSONL.
 
-    ``pool_path`` is any pool file :func:`pie_retriever.pools.load_pool` reads (JSONL, a JSON list of objects or
+    ``pool_path`` is any pool file :func:`pie_retriever.pool.pools.load_pool` reads (JSONL, a JSON list of objects or
     strings, IEB's ``{label: {"samples": [...]}}``). ``field`` is ``instruction``, ``input``, ``output`` or a
     metadata key. An existing ``metadata.task`` is never replaced unless ``overwrite=True`` (then a label that
     changes is kept as ``metadata.gold_task``). With ``output=None`` it prints ``label<TAB>instruction`` lines
     (existing labels as they are). Prints how many labels were added; returns 0, or 2 on a bad input file.
     """
-    from ..errors import PoolFormatError
-    from ..pools import load_pool
-    from .api import label_demonstrations
+    from pie_retriever.errors import PoolFormatError
+    from pie_retriever.labeling.api import label_demonstrations
+    from pie_retriever.pool.pools import load_pool
 
     path = Path(pool_path)
     try:

@@ -5,8 +5,8 @@ Importing this package loads neither torch nor peft; :func:`train` imports them 
 
 from __future__ import annotations
 
-from ..errors import TrainingConfigError
-from .args import RECIPES, TrainingArguments
-from .trainer import TrainResult, train
+from pie_retriever.errors import TrainingConfigError
+from pie_retriever.training.args import RECIPES, TrainingArguments
+from pie_retriever.training.trainer import TrainResult, train
 
 __all__ = ["RECIPES", "TrainResult", "TrainingArguments", "TrainingConfigError", "train"]

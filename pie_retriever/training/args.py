@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import TrainingConfigError
+from pie_retriever.errors import TrainingConfigError
 
 __all__ = ["METHODS", "POOLINGS", "PRECISIONS", "RECIPES", "SOURCES", "TrainingArguments", "TrainingConfigError"]
 
@@ -91,7 +91,7 @@ class TrainingArguments:
         if not self.sources:
             msg = f"sources is empty; choose one or more of: {', '.join(SOURCES)}."
             raise TrainingConfigError(msg)
-        from ..prompts import resolve_prompt
+        from pie_retriever.encoders.prompts import resolve_prompt
 
         resolve_prompt(self.prompt)
         positive_ints = {

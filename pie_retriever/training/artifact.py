@@ -1,4 +1,4 @@
-"""Write trained artifacts (the format is described and read in :mod:`pie_retriever.artifact`)."""
+"""Write trained artifacts (the format is described and read in :mod:`pie_retriever.encoders.artifact`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..artifact import ARTIFACT_MANIFEST, ARTIFACT_TYPES, FILES, FORMAT_NAME, FORMAT_VERSION, read_manifest
-from ..errors import ArtifactError
+from pie_retriever.encoders.artifact import ARTIFACT_MANIFEST, ARTIFACT_TYPES, FILES, FORMAT_NAME, FORMAT_VERSION, read_manifest
+from pie_retriever.errors import ArtifactError
 
 __all__ = ["ARTIFACT_TYPES", "ArtifactError", "artifact_size", "read_manifest", "save_artifact"]
 
@@ -42,7 +42,7 @@ def save_artifact(
     """
     import torch
 
-    from ..prompts import prompt_name, resolve_prompt
+    from pie_retriever.encoders.prompts import prompt_name, resolve_prompt
 
     if not (lora or delta or head is not None):
         msg = "save_artifact needs at least one of lora, delta or head."

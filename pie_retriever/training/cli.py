@@ -21,11 +21,11 @@ import os
 import sys
 from typing import Any
 
-from ..errors import ConfigError
+from pie_retriever.errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .args import RECIPES
+    from pie_retriever.training.args import RECIPES
 
     p.add_argument("-o", "--output", default=None, help="artifact folder to write (replaced atomically); required unless --print-config")
     p.add_argument("--pool", default=None, metavar="FILE",
@@ -58,8 +58,8 @@ def _parse_value(value: str) -> Any:
 
 
 def build_arguments(args: argparse.Namespace) -> Any:
-    from .args import TrainingArguments
-    from .pool import POOL_DEFAULTS
+    from pie_retriever.training.args import TrainingArguments
+    from pie_retriever.training.pool import POOL_DEFAULTS
 
     overrides: dict[str, Any] = dict(POOL_DEFAULTS) if getattr(args, "pool", None) else {}
     if args.config:
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     if not targs.data_dir:
         msg = "Pass --data DIR (the IEB folder, e.g. ../shared/ieb), set PIE_IEB_DIR, or train on your own pool with --pool FILE."
         raise ConfigError(msg)
-    from .trainer import train
+    from pie_retriever.training.trainer import train
 
     result = train(targs, args.output, progress=not args.quiet)
     rep = result.data_report
@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_pool(args: argparse.Namespace, targs: Any) -> int:
-    from ..pools import load_pool
-    from .pool import train_on_pool
+    from pie_retriever.pool.pools import load_pool
+    from pie_retriever.training.pool import train_on_pool
 
     demos = load_pool(args.pool)
     queries = load_pool(args.eval_queries) if args.eval_queries else None

@@ -22,9 +22,9 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..datasets.ieb import IFT_TEST, held_out_instructions, iter_samples, read_json
-from ..errors import TrainingDataError
-from .data import LabelledSet, TripletSampler, normalize_text
+from pie_retriever.errors import TrainingDataError
+from pie_retriever.pool.ieb import IFT_TEST, held_out_instructions, iter_samples, read_json
+from pie_retriever.training.data import LabelledSet, TripletSampler, normalize_text
 
 __all__ = ["JOINS", "ContextTripletSampler", "ift_contexts", "provenance", "with_contexts"]
 
@@ -157,7 +157,7 @@ def _sha256(path: Path) -> str:
 
 def provenance(data_dir: str | Path) -> list[dict[str, str]]:
     """Where every training text of the long-context recipe comes from (written into the artifact card)."""
-    from ..datasets.ieb import EFT_TEST, EFT_TRAIN_UNSUP, IIS_TEST
+    from pie_retriever.pool.ieb import EFT_TEST, EFT_TRAIN_UNSUP, IIS_TEST
 
     d = Path(data_dir)
     return [

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .. import labeling
-from .._util import atomic_write_text
-from ..datasets.ieb import EFT_TEST, EFT_TRAIN_UNSUP, IFT_TEST, IIS_TEST, held_out_instructions, load_labelled, load_unlabelled
-from ..errors import TrainingDataError
-from ..labeling import FALLBACK_LABEL, NONE, parse_label
+from pie_retriever import labeling
+from pie_retriever._util import atomic_write_text
+from pie_retriever.errors import TrainingDataError
+from pie_retriever.labeling import FALLBACK_LABEL, NONE, parse_label
+from pie_retriever.pool.ieb import EFT_TEST, EFT_TRAIN_UNSUP, IFT_TEST, IIS_TEST, held_out_instructions, load_labelled, load_unlabelled
 
 logger = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def split_by_label(data: LabelledSet, eval_split: float, *, seed: int = 0, by: s
     their instructions are evaluated leave-one-out among themselves (tasks the model never saw), which works when
     most labels are small (IEB's ift_test has none with 3+).
     """
-    from .._util import check_choice
+    from pie_retriever._util import check_choice
 
     if isinstance(eval_split, bool) or not isinstance(eval_split, (int, float)) or not 0.0 <= eval_split < 1.0:
         msg = f"eval_split must be a share in [0, 1), got {eval_split!r}."

@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .._util import atomic_write_text
-from ..errors import TrainingDataError
-from .args import TrainingArguments
-from .data import LabelledSet, labelled_set_from_pool, split_by_label
+from pie_retriever._util import atomic_write_text
+from pie_retriever.errors import TrainingDataError
+from pie_retriever.training.args import TrainingArguments
+from pie_retriever.training.data import LabelledSet, labelled_set_from_pool, split_by_label
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def task_match(model: Any, pool: LabelledSet, queries: LabelledSet | None = None
     """
     import numpy as np
 
-    from ..retriever import PIERetriever
-    from ..types import Demonstration
+    from pie_retriever.retrieval.retriever import PIERetriever
+    from pie_retriever.types import Demonstration
 
     demos = [Demonstration(t, id=f"p{i}", metadata={"task": lab}) for i, (t, lab) in enumerate(zip(pool.texts, pool.labels))]
     retriever = PIERetriever.from_demonstrations(demos, model)
@@ -155,7 +155,7 @@ def train_on_pool(
     ``default`` recipe with :data:`POOL_DEFAULTS` and ``overrides``. Writes the artifact, ``pool_eval.json``
     (this result) and ``loss_curve.png`` into ``output_dir``.
     """
-    from .trainer import train
+    from pie_retriever.training.trainer import train
 
     if args is None:
         args = TrainingArguments.from_recipe("default", **{**POOL_DEFAULTS, **dict(overrides or {})})
@@ -179,7 +179,7 @@ def train_on_pool(
 
 
 def _base_encoder(args: TrainingArguments) -> Any:
-    from ..encoders.transformer import TransformerEncoder
+    from pie_retriever.encoders.transformer import TransformerEncoder
 
     return TransformerEncoder(args.base_model, prompt=args.prompt, pooling=args.pooling)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .._util import library_versions
-from ..errors import TrainingConfigError, TrainingDataError
-from .args import TrainingArguments
-from .data import LabelledSet, TripletSampler, build_training_set
+from pie_retriever._util import library_versions
+from pie_retriever.errors import TrainingConfigError, TrainingDataError
+from pie_retriever.training.args import TrainingArguments
+from pie_retriever.training.data import LabelledSet, TripletSampler, build_training_set
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _save(run: _Run, output_dir: str | Path, info: dict[str, Any]) -> Path:
     """Extract the trained weights (LoRA A/B or full deltas) and write an artifact."""
     import torch
 
-    from .artifact import save_artifact
+    from pie_retriever.training.artifact import save_artifact
 
     args = run.args
     lora_weights, lora_config, delta = _trained_weights(run.model, args, run.base_state, run.n_trainable)
@@ -190,7 +190,7 @@ def _setup_data(args: TrainingArguments, data: LabelledSet | None, data_report: 
                                                show_progress=progress)
     data_report = dict(data_report or data.stats())
     if args.contexts > 0:  # long-context recipe: own contexts + topic-swapped passage pairs
-        from .context_data import with_contexts
+        from pie_retriever.training.context_data import with_contexts
 
         data, data_report, sampler = with_contexts(args, data, data_report)
     else:
@@ -210,7 +210,7 @@ def _setup_data(args: TrainingArguments, data: LabelledSet | None, data_report: 
 
 def _setup_model(args: TrainingArguments) -> tuple[Any, Any, dict | None]:
     """The encoder, its (LoRA-wrapped) model in train mode and, for full fine-tuning, the base weights."""
-    from ..encoders.transformer import TransformerEncoder
+    from pie_retriever.encoders.transformer import TransformerEncoder
 
     encoder = TransformerEncoder(args.base_model, prompt=args.prompt, pooling=args.pooling,
                                  max_length=args.max_length, precision="fp32")
@@ -257,7 +257,7 @@ def _setup(args: TrainingArguments, output_dir: str | Path, data: LabelledSet | 
     """Threads, seeds, data, model, optimizer and token ids: everything before the first step."""
     import torch
 
-    from ..prompts import apply_prompt
+    from pie_retriever.encoders.prompts import apply_prompt
 
     t_start = time.perf_counter()
     cpu_start = _cpu_seconds()
@@ -270,7 +270,7 @@ def _setup(args: TrainingArguments, output_dir: str | Path, data: LabelledSet | 
     t_data = time.perf_counter() - t_start
     encoder, model, base_state = _setup_model(args)
     if args.init_adapter:  # warm start from a trained LoRA artifact
-        from .warm_start import init_adapter
+        from pie_retriever.training.warm_start import init_adapter
 
         data_report["init_adapter"] = init_adapter(model, args)
     trainable, optimizer, scheduler = _setup_optimizer(args, model, total)
@@ -289,7 +289,7 @@ def _step(run: _Run, batch: list[tuple[int, int, int]], step: int) -> float:
     """One optimisation step on a batch of triplets; returns the loss (TrainingConfigError if not finite)."""
     import torch
 
-    from .loss import info_nce
+    from pie_retriever.training.loss import info_nce
 
     args, ids = run.args, run.label_ids
     a_idx, p_idx, n_idx = zip(*batch)
@@ -368,7 +368,7 @@ def train(
     callback: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train and save an artifact to ``output_dir``. ``data`` overrides loading from ``args.data_dir``."""
-    from .artifact import artifact_size
+    from pie_retriever.training.artifact import artifact_size
 
     run = _setup(args, output_dir, data, data_report, progress)
     loop = _loop(run, progress, callback)

@@ -11,15 +11,15 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import TrainingConfigError
+from pie_retriever.errors import TrainingConfigError
 
 __all__ = ["init_adapter", "resolve_adapter"]
 
 
 def resolve_adapter(spec: str) -> Path:
     """An artifact folder from a model alias (``pie-minilm``) or a path; it must hold a LoRA adapter."""
-    from ..artifact import read_manifest
-    from ..models import resolve_model
+    from pie_retriever.encoders.artifact import read_manifest
+    from pie_retriever.encoders.models import resolve_model
 
     folder = Path(spec)
     if not (folder / "pie_artifact.json").is_file():
@@ -42,7 +42,7 @@ def init_adapter(model: Any, args: Any) -> dict[str, Any]:
     """
     import torch
 
-    from ..artifact import read_manifest
+    from pie_retriever.encoders.artifact import read_manifest
 
     folder = resolve_adapter(args.init_adapter)
     meta = read_manifest(folder)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pie_retriever.bench import runner
+from pie_retriever.evaluation.bench import runner
 
 REPO = Path(__file__).resolve().parents[2]
 

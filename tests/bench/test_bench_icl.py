@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from pie_retriever.bench import icl
+from pie_retriever.evaluation.bench import icl
 from pie_retriever.types import Demonstration
 
 

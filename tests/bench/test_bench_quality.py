@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pie_retriever.bench import config, quality
-from pie_retriever.bench import sets as bench_sets
+from pie_retriever.evaluation.bench import config, quality
+from pie_retriever.evaluation.bench import sets as bench_sets
 
 
 # -- quality ---------------------------------------------------------------------------------------

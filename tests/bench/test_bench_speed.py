@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pie_retriever.bench import flops, memory, speed
+from pie_retriever.evaluation.bench import flops, memory, speed
 
 
 # -- speed helpers ---------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def test_run_speed_tiny(minilm, one_thread):
 
 
 def test_backend_rows_idle_and_loaded(fake_encoder, benchmarks_module):
-    from pie_retriever.bench.speed_backends import run_backends
+    from pie_retriever.evaluation.bench.speed_backends import run_backends
 
     texts = [f"Write a note about subject number {i}." for i in range(300)]
     vectors = speed.l2_normalize(np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32))  # no ties

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from pie_retriever.bench import icl, icl_v2, templated
-from pie_retriever.content import BM25Content
+from pie_retriever.evaluation.bench import icl, icl_v2, templated
+from pie_retriever.retrieval.content import BM25Content
 from pie_retriever.types import Demonstration
 
 
@@ -107,13 +107,13 @@ class FakeModels:
         self.minilm = HashingEncoder(dim=32)
 
     def scorer(self, name):
-        from pie_retriever.content import DenseContent
+        from pie_retriever.retrieval.content import DenseContent
 
         return DenseContent(self.minilm) if name == "minilm" else BM25Content()
 
 
 def test_run_icl_v2_with_fakes(monkeypatch):
-    import pie_retriever.bench.backends as backends
+    import pie_retriever.evaluation.bench.backends as backends
 
     monkeypatch.setattr(icl_v2, "_Models", FakeModels)
     monkeypatch.setattr(backends, "make_backend", lambda kind, model, **kw: LastDemoBackend())

@@ -12,7 +12,7 @@ from pie_retriever.downstream import embed
 from pie_retriever.downstream.embed import encode_texts, load_items, task_labels
 from pie_retriever.encoders.hashing import HashingEncoder
 from pie_retriever.errors import ConfigError
-from pie_retriever.pools import bundled_pool_path, load_bundled_pool
+from pie_retriever.pool.pools import bundled_pool_path, load_bundled_pool
 
 
 @pytest.fixture

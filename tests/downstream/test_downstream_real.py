@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pie_retriever import cli
-from pie_retriever.models import DEFAULT_MODEL
-from pie_retriever.pools import bundled_pool_path
+from pie_retriever.encoders.models import DEFAULT_MODEL
+from pie_retriever.pool.pools import bundled_pool_path
 
 pytestmark = pytest.mark.slow
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "downstream.md"

@@ -79,7 +79,7 @@ def test_task_beats_topic_on_a_trap(minilm):
 
 
 def test_no_model_means_the_library_default():
-    from pie_retriever.models import DEFAULT_MODEL
+    from pie_retriever.encoders.models import DEFAULT_MODEL
 
     enc = TransformerEncoder(max_length=32)
     assert enc.model_spec == DEFAULT_MODEL

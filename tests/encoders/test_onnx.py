@@ -18,11 +18,11 @@ import pytest
 
 from pie_retriever import PIERetriever
 from pie_retriever.encoders import make_encoder
+from pie_retriever.encoders.models import ONNX_CARD, resolve_model
 from pie_retriever.encoders.onnx import OnnxEncoder
-from pie_retriever.errors import ConfigError, EncoderMismatchError, UnknownModelError
-from pie_retriever.models import ONNX_CARD, resolve_model
-from pie_retriever.onnx_export import MATCH_TOLERANCE, export_onnx
-from pie_retriever.pools import load_bundled_pool
+from pie_retriever.encoders.onnx_export import MATCH_TOLERANCE, export_onnx
+from pie_retriever.errors import ConfigError, EncoderMismatchError, OnnxNotBuiltError, UnknownModelError
+from pie_retriever.pool.pools import load_bundled_pool
 
 TEXTS = ["Write a poem about the sea.", "Summarize this article about taxes.", "Translate into French: good morning",
          "List three fruits", "a much longer instruction " * 40]
@@ -234,6 +234,13 @@ def test_default_onnx_alias_builds_once_into_the_cache(tmp_path, monkeypatch):
     assert str(enc.folder).startswith(str(tmp_path / "cache" / "onnx"))
     assert enc.config()["model"] == "pie-minilm-onnx"
     assert make_encoder("pie-minilm-onnx").folder == enc.folder  # second use: no rebuild
+    # an index built with the alias reloads on a machine whose cache is empty: loading builds the export again
+    PIERetriever.from_demonstrations([{"instruction": "Write a poem."}, {"instruction": "Sum two numbers."}], enc).save(tmp_path / "idx")
+    monkeypatch.setenv("PIE_RETRIEVER_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(OnnxNotBuiltError, match=r"not built yet.*make_encoder\('pie-minilm-onnx'\)"):
+        OnnxEncoder("pie-minilm-onnx")  # resolving never builds (no import circle): the factory does
+    loaded = PIERetriever.load(tmp_path / "idx")
+    assert str(loaded.encoder.folder).startswith(str(tmp_path / "empty")) and loaded.retrieve("Write a haiku.", k=1)
 
 
 def test_rebuilding_an_export_gives_the_same_fingerprint(tiny_exports, tiny_model, tmp_path):

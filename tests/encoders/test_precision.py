@@ -12,7 +12,7 @@ import pytest
 from pie_retriever import PIERetriever
 from pie_retriever.encoders.transformer import PRECISION_TOLERANCE, TransformerEncoder, resolve_precision
 from pie_retriever.errors import ConfigError
-from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
 
 pytestmark = pytest.mark.precision
 PRECISIONS = ["fp32", "bf16"]

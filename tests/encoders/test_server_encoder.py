@@ -12,9 +12,9 @@ import pytest
 from fake_openai_server import DIM, FakeServer, closed_port_url, hash_vector
 
 from pie_retriever.encoders.base import ENCODER_TYPES, encoder_from_config
+from pie_retriever.encoders.prompts import PIE_PROMPT, apply_prompt
 from pie_retriever.encoders.server import ServerEncoder
 from pie_retriever.errors import ConfigError, EncoderMismatchError, ServerError, UnknownModelError
-from pie_retriever.prompts import PIE_PROMPT, apply_prompt
 
 FAST = {"max_retries": 2, "backoff": 0.01, "timeout": 5.0}
 
@@ -123,7 +123,7 @@ def test_server_down():
 def test_http_500_is_retried_then_reported(server, caplog):
     enc = ServerEncoder("fake-model", server.base_url, **FAST)
     server.fail_status, server.fail_times = 500, 2  # two failures, then an answer: the retries absorb them
-    with caplog.at_level(logging.WARNING, logger="pie_retriever.server_client"):
+    with caplog.at_level(logging.WARNING, logger="pie_retriever.encoders.http"):
         assert enc.encode(["hello"]).shape == (1, DIM)
     assert sum("HTTP 500; retry" in r.getMessage() for r in caplog.records) == 2
     server.fail_times = -1  # always failing: the error names the status, the server's message and the attempts

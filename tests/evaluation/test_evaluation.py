@@ -136,7 +136,7 @@ def tiny_ieb(tmp_path):
 
 
 def test_load_labelled_and_iis(tiny_ieb):
-    from pie_retriever.datasets.ieb import held_out_instructions, load_iis, load_labelled
+    from pie_retriever.pool.ieb import held_out_instructions, load_iis, load_labelled
 
     x, y = load_labelled(tiny_ieb / "eft_test.json")
     assert len(x) == 7 and y.count("write|poem") == 3
@@ -146,8 +146,8 @@ def test_load_labelled_and_iis(tiny_ieb):
 
 
 def test_load_labelled_rejects_wrong_shape(tmp_path):
-    from pie_retriever.datasets.ieb import load_labelled
     from pie_retriever.errors import PoolFormatError
+    from pie_retriever.pool.ieb import load_labelled
 
     p = tmp_path / "x.json"
     p.write_text("[1, 2]")
@@ -171,8 +171,8 @@ def test_evaluate_protocols(tiny_ieb, fake_encoder):
 def test_iis_scores_auc_and_ceiling():
     import math
 
-    from pie_retriever.datasets.ieb import IISPairs
     from pie_retriever.evaluation.ieb import intention_similarity, intention_similarity_scores
+    from pie_retriever.pool.ieb import IISPairs
 
     # 3 positive pairs (same text twice → cosine 1) and 2 negative pairs (orthogonal one-hot vectors)
     vocab = {t: np.eye(8, dtype=np.float32)[i] for i, t in enumerate("abcdefgh")}
@@ -217,8 +217,8 @@ def test_eval_cli_errors(tmp_path, capsys):
 @pytest.mark.slow
 def test_ieb_eft_bm25_matches_design(ieb):
     """BM25 leave-one-out P@4 on the full eft_test is 0.750 (DESIGN.md)."""
-    from pie_retriever.datasets.ieb import load_labelled
     from pie_retriever.evaluation.ieb import task_retrieval
+    from pie_retriever.pool.ieb import load_labelled
 
     x, y = load_labelled(ieb / "eft_test.json")
     assert len(x) == 3291

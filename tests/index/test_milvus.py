@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from pie_retriever import PIERetriever
-from pie_retriever.bench.stress import make_pool, run_stress
 from pie_retriever.encoders.base import l2_normalize
 from pie_retriever.encoders.hashing import HashingEncoder
 from pie_retriever.errors import ConfigError, EncoderMismatchError, ExternalIndexError, IndexLoadError
-from pie_retriever.filters import compile_filter
+from pie_retriever.evaluation.bench.stress import make_pool, run_stress
 from pie_retriever.index import index_class
 from pie_retriever.index.milvus_index import MilvusIndex, close_local_server, where_expression
-from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
+from pie_retriever.retrieval.filters import compile_filter
 
 pytestmark = pytest.mark.milvus
 
@@ -57,8 +57,8 @@ def test_startup_cost(tmp_path):
 
 @pytest.fixture(scope="module")
 def default_encoder():
+    from pie_retriever.encoders.models import DEFAULT_MODEL
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.models import DEFAULT_MODEL
 
     return TransformerEncoder(DEFAULT_MODEL)
 

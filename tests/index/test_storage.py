@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from pie_retriever import PIERetriever
-from pie_retriever.bench.storage import exact_neighbours, recall_at_k, recall_at_k_with_ties
 from pie_retriever.encoders.base import l2_normalize
 from pie_retriever.errors import ConfigError, IndexLoadError
+from pie_retriever.evaluation.bench.storage import exact_neighbours, recall_at_k, recall_at_k_with_ties
 from pie_retriever.index import create_index, index_from_files, load_index
 from pie_retriever.index.faiss_index import DEFAULT_VECTORS, FaissIndex
 

@@ -21,8 +21,8 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from test_langchain import Recorder
 
 from pie_retriever import PIERetriever, load_bundled_pool
+from pie_retriever.encoders.models import DEFAULT_MODEL
 from pie_retriever.integrations.langchain import PIEEmbeddings, PIEExampleSelector
-from pie_retriever.models import DEFAULT_MODEL
 
 SENTIMENT = "Is the sentiment of this coffee shop review positive or negative?"
 QUERIES = [SENTIMENT, "Write a limerick about tax law.", "Translate this sentence about trains into Spanish."]

@@ -17,8 +17,8 @@ unit_tests = pytest.importorskip("langchain_tests.unit_tests", reason="langchain
 
 from pie_retriever import PIERetriever, load_bundled_pool  # noqa: E402
 from pie_retriever.encoders.hashing import HashingEncoder  # noqa: E402
+from pie_retriever.encoders.models import DEFAULT_MODEL  # noqa: E402
 from pie_retriever.integrations.langchain import PIEEmbeddings, PIELangChainRetriever  # noqa: E402
-from pie_retriever.models import DEFAULT_MODEL  # noqa: E402
 
 
 @cache

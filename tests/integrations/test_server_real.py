@@ -34,8 +34,8 @@ def exported(tmp_path_factory):
 def servers(exported, tmp_path_factory):
     """Both servers, started at once (their start-ups overlap), stopped at the end of the module."""
     pytest.importorskip("vllm")
+    from pie_retriever.encoders.weights.gguf import smollm2_path
     from pie_retriever.integrations.vllm_server import LocalVLLMServer
-    from pie_retriever.llm.gguf import smollm2_path
 
     logs = tmp_path_factory.mktemp("server-logs")
     embed = LocalVLLMServer(exported, runner="pooling", log_path=logs / "embed.log")
@@ -61,7 +61,7 @@ def reference_encoder():
 
 @pytest.fixture(scope="module")
 def bundled():
-    from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+    from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
 
     return load_bundled_pool(), load_bundled_queries()
 
@@ -141,7 +141,7 @@ def in_process_greedy(prompts, max_tokens, stop, tmp_path):
     import subprocess
     import sys
 
-    from pie_retriever.llm.gguf import smollm2_path
+    from pie_retriever.encoders.weights.gguf import smollm2_path
 
     args, answers = tmp_path / "reference-in.json", tmp_path / "reference-out.json"
     args.write_text(json.dumps([prompts, max_tokens, stop, MAX_MODEL_LEN, str(smollm2_path())]))
@@ -238,7 +238,7 @@ def test_docs_serving_snippets_run(servers, exported, tmp_path, monkeypatch, cap
     from pathlib import Path
 
     from pie_retriever.cli import main
-    from pie_retriever.llm.gguf import smollm2_path
+    from pie_retriever.encoders.weights.gguf import smollm2_path
 
     repo = Path(__file__).resolve().parents[2]
     page = (repo / "docs" / "serving.md").read_text(encoding="utf-8")
@@ -249,7 +249,7 @@ def test_docs_serving_snippets_run(servers, exported, tmp_path, monkeypatch, cap
     assert main(bash[0].split()[1:]) == 0  # the documented export, here: the same files as the served folder's
     digest = json.loads((tmp_path / "exported" / "pie-minilm" / "pie_export.json").read_text())["fingerprint"]
     assert digest == json.loads((exported / "pie_export.json").read_text())["fingerprint"]
-    smollm2_cmd = "$(python -c 'from pie_retriever.llm.gguf import smollm2_path; print(smollm2_path())')"
+    smollm2_cmd = "$(python -c 'from pie_retriever.encoders.weights.gguf import smollm2_path; print(smollm2_path())')"
     for line, server, model in ((bash[1], servers["embed"], "exported/pie-minilm"), (bash[2], servers["generate"], smollm2_cmd)):
         documented, ran = _server_flags(line), _server_flags("python " + " ".join(server.command[1:]))
         assert documented.pop("--model") == model and ran.pop("--model") == server.model

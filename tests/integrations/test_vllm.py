@@ -16,7 +16,6 @@ from pie_retriever import PIERetriever
 from pie_retriever.encoders.base import encoder_from_config
 from pie_retriever.encoders.hashing import HashingEncoder
 from pie_retriever.errors import MissingDependencyError, PIEError
-from pie_retriever.fewshot import format_few_shot
 from pie_retriever.integrations.vllm import (
     FewShotPrompt,
     FewShotPromptBuilder,
@@ -26,6 +25,7 @@ from pie_retriever.integrations.vllm import (
     chat_user_content,
     cpu_llm_kwargs,
 )
+from pie_retriever.prompting.fewshot import format_few_shot
 from pie_retriever.types import Demonstration
 
 

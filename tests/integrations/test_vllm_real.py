@@ -1,7 +1,7 @@
 """Real vLLM engines on CPU (marker ``vllm``; ``make test`` runs them, ``make test-fast`` skips them).
 
 One generate engine and one pooling engine per test session, both on SmolLM2-135M-Instruct converted once
-from the packaged GGUF (``pie_retriever.llm.gguf.smollm2_path``). Settings (see docs/vllm_notes.md):
+from the packaged GGUF (``pie_retriever.encoders.weights.gguf.smollm2_path``). Settings (see docs/vllm_notes.md):
 
 * ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (unless already set): the engine runs inside the pytest process.
   That starts in ~10 s instead of 50-80 s (no EngineCore/Worker processes to spawn, which would re-import
@@ -79,7 +79,7 @@ def vllm_session(start_times):
 
 @pytest.fixture(scope="session")
 def smollm2_dir(vllm_session, start_times):
-    from pie_retriever.llm.gguf import smollm2_path
+    from pie_retriever.encoders.weights.gguf import smollm2_path
 
     started = time.perf_counter()
     path = smollm2_path()
@@ -122,14 +122,14 @@ def vllm_encoder(vllm_session, smollm2_dir, start_times):
 @pytest.fixture(scope="session")
 def bundled_retriever(_minilm_session):
     from pie_retriever import PIERetriever
-    from pie_retriever.pools import load_bundled_pool
+    from pie_retriever.pool.pools import load_bundled_pool
 
     return PIERetriever.from_demonstrations(load_bundled_pool(), _minilm_session)
 
 
 @pytest.fixture(scope="session")
 def bundled_queries():
-    from pie_retriever.pools import load_bundled_queries
+    from pie_retriever.pool.pools import load_bundled_queries
 
     return load_bundled_queries()
 
@@ -312,7 +312,7 @@ def test_vllm_encoder_in_a_retriever_and_generation(vllm_session, vllm_encoder, 
     """Both engines alive: the pool is embedded by the pooling engine, the answer comes from the generate engine."""
     from pie_retriever import PIERetriever
     from pie_retriever.integrations.vllm import PIEGenerator
-    from pie_retriever.pools import load_bundled_pool
+    from pie_retriever.pool.pools import load_bundled_pool
 
     pool = load_bundled_pool()
     started = time.perf_counter()

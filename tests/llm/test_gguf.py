@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pie_retriever.llm import gguf as gguf_mod
-from pie_retriever.llm.gguf import (
+from pie_retriever.encoders.weights import gguf as gguf_mod
+from pie_retriever.encoders.weights.gguf import (
     MARKER_FILE,
     SMOLLM2_GGUF,
     default_cache_dir,
@@ -122,7 +122,7 @@ def test_interrupted_conversion_leaves_no_complete_copy(tmp_path: Path, monkeypa
 
 
 def test_module_import_is_lazy() -> None:
-    code = "import sys, pie_retriever.llm.gguf; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, pie_retriever.encoders.weights.gguf; print('torch' in sys.modules, 'transformers' in sys.modules)"
     root = Path(gguf_mod.__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.split() == ["False", "False"]

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from pie_retriever import PIERetriever
-from pie_retriever.bench.stress import make_pool, run_stress
 from pie_retriever.encoders.hashing import HashingEncoder
+from pie_retriever.evaluation.bench.stress import make_pool, run_stress
 
 
 @pytest.mark.parametrize("saver", [False, True], ids=["readers+writer", "readers+writer+saver"])

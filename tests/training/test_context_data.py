@@ -103,8 +103,8 @@ def test_warm_start_reproduces_the_shipped_adapter():
     """Before any step, a run initialised from pie-minilm embeds exactly as the shipped model does."""
     import torch
 
+    from pie_retriever.encoders.models import MODEL_ALIASES
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.models import MODEL_ALIASES
     from pie_retriever.training.trainer import _setup_model
     from pie_retriever.training.warm_start import init_adapter
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pie_retriever.errors import TrainingDataError
-from pie_retriever.pools import load_bundled_pool, load_bundled_queries
+from pie_retriever.pool.pools import load_bundled_pool, load_bundled_queries
 from pie_retriever.training.data import LabelledSet, labelled_set_from_pool, split_by_label
 from pie_retriever.types import Demonstration
 

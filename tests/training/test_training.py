@@ -208,7 +208,7 @@ def _tiny_bert():
 
 def test_artifact_lora_roundtrip(tmp_path):
     torch = pytest.importorskip("torch")
-    from pie_retriever.artifact import apply_artifact, read_manifest
+    from pie_retriever.encoders.artifact import apply_artifact, read_manifest
     from pie_retriever.training.artifact import artifact_size, save_artifact
 
     model = _tiny_bert()
@@ -228,7 +228,7 @@ def test_artifact_lora_roundtrip(tmp_path):
 
 def test_artifact_delta_and_head(tmp_path):
     torch = pytest.importorskip("torch")
-    from pie_retriever.artifact import apply_artifact
+    from pie_retriever.encoders.artifact import apply_artifact
     from pie_retriever.training.artifact import save_artifact
 
     model = _tiny_bert()
@@ -244,7 +244,7 @@ def test_artifact_delta_and_head(tmp_path):
 
 def test_artifact_errors(tmp_path):
     torch = pytest.importorskip("torch")
-    from pie_retriever.artifact import ArtifactError, apply_artifact, read_manifest
+    from pie_retriever.encoders.artifact import ArtifactError, apply_artifact, read_manifest
     from pie_retriever.training.artifact import save_artifact
 
     with pytest.raises(ArtifactError, match="pie_artifact.json is missing"):
@@ -259,7 +259,7 @@ def test_artifact_errors(tmp_path):
 
 def test_artifact_folder_resolves_through_core(tmp_path):
     torch = pytest.importorskip("torch")
-    from pie_retriever.models import resolve_model
+    from pie_retriever.encoders.models import resolve_model
     from pie_retriever.training.artifact import save_artifact
 
     path = save_artifact(tmp_path / "art", base="minilm", prompt="pie", pooling="mean",
@@ -288,8 +288,8 @@ def test_train_cli_unknown_key(capsys, tmp_path):
 # -- real model (slow) ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_tiny_real_training_saves_and_reloads(ieb, tmp_path, minilm):
+    from pie_retriever.encoders.models import resolve_model
     from pie_retriever.encoders.transformer import TransformerEncoder
-    from pie_retriever.models import resolve_model
     from pie_retriever.training.trainer import train
 
     # the paper's prompt (not the default): the artifact must carry it back to the encoder
@@ -310,11 +310,11 @@ def test_tiny_real_training_saves_and_reloads(ieb, tmp_path, minilm):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["pie-minilm", "pie-minilm-lc"])
 def test_shipped_models_beat_minilm_on_eft_slice(ieb, model):
-    from pie_retriever.datasets.ieb import load_labelled
+    from pie_retriever.encoders.models import DEFAULT_MODEL, MODEL_ALIASES
     from pie_retriever.encoders.transformer import TransformerEncoder
     from pie_retriever.evaluation.ieb import task_retrieval
     from pie_retriever.evaluation.rankers import EmbeddingRanker
-    from pie_retriever.models import DEFAULT_MODEL, MODEL_ALIASES
+    from pie_retriever.pool.ieb import load_labelled
 
     if model not in MODEL_ALIASES:
         pytest.skip(f"no shipped {model} artifact")

@@ -1,1 +1,0 @@
-"""Readers of public data sets (the IEB benchmark). Used by pools, labeling, training and evaluation."""

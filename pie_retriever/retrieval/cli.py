@@ -1,0 +1,340 @@
+"""``pie-retriever index | search | add | delete``: build, query and edit a saved index from the shell.
+
+Each command is a pair ``add_<name>_arguments(parser)`` / ``run_<name>(args) -> int`` that
+:mod:`pie_retriever.cli` dispatches to (``COMMANDS`` names them ``"pie_retriever.retrieval.cli:<name>"``).
+
+Conventions shared by the commands:
+
+- ``--threads N`` sets torch's intra-op threads for encoding; without it :mod:`pie_retriever._threads`
+  decides (1 thread for a single query, every core for a batch).
+- Output targets are checked before the model loads, so a bad ``-o`` fails in milliseconds.
+- JSON output ranks are **1-based**, like the text output (``Hit.rank`` in the Python API is 0-based).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from pie_retriever.errors import ConfigError
+from pie_retriever.retrieval.content import CONTENT_SCORERS, DEFAULT_CONTENT_SCORER, DEFAULT_CONTENT_WEIGHT
+
+__all__ = [
+    "add_add_arguments", "add_delete_arguments", "add_index_arguments", "add_search_arguments",
+    "hit_record", "parse_filters", "read_queries", "run_add", "run_delete", "run_index", "run_search",
+]
+
+
+def _add_threads_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch intra-op threads for encoding (default: 1 for a single query, every core for a batch)")
+
+
+# -- index ---------------------------------------------------------------------------------------------
+def add_index_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pool", help="pool file: JSONL, JSON list, Alpaca JSON, or IEB {label: {samples}} JSON")
+    p.add_argument("-o", "--output", required=True, help="index folder to write (replaced atomically if it exists)")
+    p.add_argument("--model", default=None, help="model alias, local folder or cached hub id (default: the library default)")
+    p.add_argument("--prompt", default=None, help="prompt name (pie, plain) or template with {instruction}; default: the model's")
+    p.add_argument("--pooling", default=None, choices=["mean", "cls", "last", "last2"], help="pooling; default: the model's")
+    p.add_argument("--index", default="flat", choices=["flat", "hnsw", "numpy", "milvus"], help="index kind (default: %(default)s)")
+    p.add_argument("--index-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="index option, repeatable; VALUE is JSON or a string (milvus: uri=pool.db or http://host:19530, collection=NAME)")
+    p.add_argument("--embed-fields", default="instruction", help="comma-separated fields to embed (default: %(default)s)")
+    p.add_argument("--dedupe", action="store_true", help="skip demonstrations whose embedded text is already indexed")
+    p.add_argument("--label-field", default=None, help="copy this field to metadata.task")
+    _add_threads_argument(p)
+    p.add_argument("--content-weight", type=float, default=None, metavar="W",
+                   help="the index's default content weight in [0, 1]: 0 = task match only (default: the library's, "
+                        f"pie_retriever.retrieval.content.DEFAULT_CONTENT_WEIGHT = {DEFAULT_CONTENT_WEIGHT:g})")
+    p.add_argument("--content-scorer", default=DEFAULT_CONTENT_SCORER, choices=[*CONTENT_SCORERS, "none"],
+                   help="content scorer kept with the index for --content-weight (default: %(default)s; none: no "
+                        "content scoring, a positive weight is then an error)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="encode in this process or on Ray actors (local Ray, or the cluster in RAY_ADDRESS); default: %(default)s")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="Ray actors encoding, one CPU each (default: %(default)s)")
+
+
+def _index_options(items: Sequence[str]) -> dict[str, Any]:
+    """``["uri=pool.db", "filter_fields=[\"task\"]"]`` → ``{"uri": "pool.db", "filter_fields": ["task"]}``."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            msg = f"--index-option expects KEY=VALUE, got {item!r} (e.g. --index-option uri=pool.db --index-option collection=pool)."
+            raise ConfigError(msg)
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def _build_retriever(args: argparse.Namespace, demos: list[Any], encoder: Any) -> Any:
+    """Embed and index ``demos`` in this process (the place an ``--engine`` option hands off to another one)."""
+    from pie_retriever.retrieval.retriever import PIERetriever
+
+    fields, options = [f.strip() for f in args.embed_fields.split(",")], _index_options(args.index_option)
+    content = {"content_weight": args.content_weight,
+               "content_scorer": None if args.content_scorer == "none" else args.content_scorer}
+    if args.engine == "ray":
+        from pie_retriever.retrieval.distributed import build_with_ray
+
+        return build_with_ray(demos, encoder, workers=args.workers, index=args.index, index_options=options,
+                              embed_fields=fields, dedupe=args.dedupe, show_progress=True, **content)
+    return PIERetriever.from_demonstrations(
+        demos, encoder, index=args.index, index_options=options, embed_fields=fields, dedupe=args.dedupe, show_progress=True,
+        **content,
+    )
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from pie_retriever._threads import apply_threads
+    from pie_retriever.encoders import make_encoder
+    from pie_retriever.encoders.models import DEFAULT_MODEL
+    from pie_retriever.pool.pools import load_pool
+    from pie_retriever.retrieval.persistence import check_save_target
+
+    check_save_target(args.output)  # before the model loads and the pool is encoded
+    demos = load_pool(args.pool, label_field=args.label_field)
+    encoder = make_encoder(args.model or DEFAULT_MODEL, prompt=args.prompt, pooling=args.pooling)  # an ONNX folder: OnnxEncoder
+    threads = apply_threads(args.threads, len(demos))
+    start = time.perf_counter()
+    retriever = _build_retriever(args, demos, encoder)
+    path = retriever.save(args.output)
+    elapsed = time.perf_counter() - start
+    print(f"Indexed {len(retriever)} demonstrations from {args.pool} with {encoder.model_spec} "
+          f"({encoder.pooling} pooling, {threads} thread{'s' * (threads != 1)}) in {elapsed:.1f}s → {path}", file=sys.stderr)
+    return 0
+
+
+# -- search --------------------------------------------------------------------------------------------
+def add_search_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index_dir", metavar="DIR", help="index folder written by `pie-retriever index`")
+    p.add_argument("query", nargs="?", default=None, help="the instruction to find demonstrations for (or use --queries)")
+    p.add_argument("--queries", metavar="FILE", default=None,
+                   help="many queries, one model load, batched: a text file (one query per line), a JSONL/JSON pool "
+                        "file (their instructions) or - for stdin; prints or writes JSON lines {query, hits}")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="with --queries: write the JSON lines here (atomically)")
+    p.add_argument("-k", type=int, default=4, help="number of demonstrations (default: %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list of {rank, score, id, instruction, input, output, metadata}; rank is 1-based")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="metadata filter; repeat for several keys or values (quote values with |: 'task=write|poem')")
+    p.add_argument("--min-score", type=float, default=None, help="drop hits with a cosine score below this")
+    p.add_argument("--mmr", action="store_true", help="diversify the hits with maximal marginal relevance")
+    p.add_argument("--content-weight", type=float, default=None, metavar="W",
+                   help="mix content relevance into the ranking of the task candidates, in [0, 1] (default: the "
+                        "index's own weight, 0 unless it was indexed with --content-weight)")
+    p.add_argument("--content-query", default=None, metavar="TEXT",
+                   help="with one QUERY: the text whose content should match (e.g. the query's input; default: the query)")
+    p.add_argument("--batch-size", type=int, default=256, help="queries per encoder call with --queries (default: %(default)s)")
+    _add_threads_argument(p)
+
+
+def parse_filters(items: Sequence[str]) -> dict[str, list[str]] | None:
+    """``["task=a", "task=b", "topic=c"]`` → ``{"task": ["a", "b"], "topic": ["c"]}`` (None when empty)."""
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            msg = f"--filter expects KEY=VALUE, got {item!r} (quote values that hold | or spaces: --filter 'task=write|poem')."
+            raise ConfigError(msg)
+        filters.setdefault(key, []).append(value)
+    return filters or None
+
+
+def hit_record(hit: Any) -> dict[str, Any]:
+    """The command line's JSON shape of a hit: :meth:`Hit.to_dict` with a **1-based** ``rank``."""
+    record = hit.to_dict()
+    record["rank"] = hit.rank + 1
+    return record
+
+
+def read_queries(path: str) -> list[str]:
+    """Queries from a file: ``.jsonl``/``.json`` pool files give their instructions; any other file (or ``-``,
+    stdin) gives one query per non-empty line."""
+    from pie_retriever.pool.pools import load_pool
+
+    if path != "-" and Path(path).suffix.lower() in (".jsonl", ".json"):
+        return [d.instruction for d in load_pool(path)]
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    queries = [line.strip() for line in text.splitlines() if line.strip()]
+    if not queries:
+        msg = f"{path}: no queries (expected one per line, or a JSONL/JSON file of {{\"instruction\": ...}} records)."
+        raise ConfigError(msg)
+    return queries
+
+
+def _check_output_file(path: str) -> None:
+    target = Path(path).expanduser().absolute()
+    if target.is_dir():
+        msg = f"-o {path}: is a folder; give a file name such as picks.jsonl."
+        raise ConfigError(msg)
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not _writable(parent):
+        msg = f"-o {path}: cannot write under {parent}; choose a folder you can write to."
+        raise ConfigError(msg)
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _check_search_args(args: argparse.Namespace) -> None:
+    if (args.query is None) == (args.queries is None):
+        msg = "search takes either one QUERY or --queries FILE (not both, not neither)."
+        raise ConfigError(msg)
+    if args.output and args.queries is None:
+        msg = "-o/--output is for --queries; for one query redirect stdout (search DIR QUERY --json > hits.json)."
+        raise ConfigError(msg)
+    if args.output:
+        _check_output_file(args.output)
+    if args.content_query is not None and args.queries is not None:
+        msg = "--content-query goes with one QUERY; with --queries each query is its own content query."
+        raise ConfigError(msg)
+
+
+def _search_many(retriever: Any, queries: list[str], args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from pie_retriever._threads import apply_threads
+    from pie_retriever._util import atomic_write_text, check_int
+
+    batch = check_int(args.batch_size, "--batch-size")
+    apply_threads(args.threads, len(queries))
+    start = time.perf_counter()
+    lines = []
+    for i in range(0, len(queries), batch):
+        chunk = queries[i:i + batch]
+        for query, hits in zip(chunk, retriever.retrieve_batch(chunk, **options)):
+            lines.append(json.dumps({"query": query, "hits": [hit_record(h) for h in hits]}, ensure_ascii=False) + "\n")
+        if not args.output:
+            sys.stdout.write("".join(lines))
+            lines = []
+    elapsed = time.perf_counter() - start
+    if args.output:
+        atomic_write_text(args.output, "".join(lines))
+        print(f"Searched {len(queries)} queries in {elapsed:.2f}s ({len(queries) / max(elapsed, 1e-9):.0f}/s) → {args.output}",
+              file=sys.stderr)
+    return 0
+
+
+def _print_hits(hits: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([hit_record(h) for h in hits], ensure_ascii=False, indent=2))
+        return
+    for h in hits:
+        task = h.demonstration.metadata.get("task")
+        label = f" [{task}]" if task else ""
+        print(f"{h.rank + 1}. {h.score:.3f}{label} {h.demonstration.id}: {h.demonstration.instruction}")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from pie_retriever._threads import apply_threads
+    from pie_retriever.retrieval.retriever import PIERetriever
+
+    _check_search_args(args)
+    options = {"k": args.k, "filter": parse_filters(args.filter), "min_score": args.min_score, "mmr": args.mmr,
+               "content_weight": args.content_weight}
+    queries = read_queries(args.queries) if args.queries is not None else None
+    retriever = PIERetriever.load(args.index_dir)
+    if queries is not None:
+        return _search_many(retriever, queries, args, options)
+    apply_threads(args.threads, 1)
+    _print_hits(retriever.retrieve(args.query, content_query=args.content_query, **options), args.json)
+    return 0
+
+
+# -- add -----------------------------------------------------------------------------------------------
+def add_add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index_dir", metavar="INDEX", help="index folder written by `pie-retriever index` (updated atomically)")
+    p.add_argument("pool", help="pool file of demonstrations to add (same formats as `index`)")
+    p.add_argument("--label-field", default=None, help="copy this field to metadata.task")
+    _add_threads_argument(p)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from pie_retriever._threads import apply_threads
+    from pie_retriever.pool.pools import load_pool
+    from pie_retriever.retrieval.persistence import check_save_target
+    from pie_retriever.retrieval.retriever import PIERetriever
+
+    check_save_target(args.index_dir)
+    demos = load_pool(args.pool, label_field=args.label_field)
+    retriever = PIERetriever.load(args.index_dir)
+    before = len(retriever)
+    apply_threads(args.threads, len(demos))
+    retriever.add(demos, show_progress=True)
+    path = retriever.save(args.index_dir)
+    added = len(retriever) - before
+    skipped = len(demos) - added
+    note = f" ({skipped} already indexed, skipped by --dedupe)" if skipped else ""
+    print(f"Added {added} demonstrations from {args.pool}{note}; {len(retriever)} in all → {path}", file=sys.stderr)
+    return 0
+
+
+# -- delete --------------------------------------------------------------------------------------------
+def add_delete_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("index_dir", metavar="INDEX", help="index folder written by `pie-retriever index` (updated atomically)")
+    p.add_argument("ids", nargs="+", metavar="ID", help="ids of the demonstrations to delete (unknown ids: error, nothing deleted)")
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    from pie_retriever.retrieval.retriever import PIERetriever
+
+    # Deleting embeds nothing: a stand-in with the saved encoder's config and fingerprint avoids loading the model.
+    retriever = PIERetriever.load(args.index_dir, encoder=_saved_encoder(args.index_dir))
+    removed = retriever.delete(list(dict.fromkeys(args.ids)))
+    path = retriever.save(args.index_dir)
+    print(f"Deleted {removed} demonstrations; {len(retriever)} left → {path}", file=sys.stderr)
+    return 0
+
+
+def _saved_encoder(index_dir: str) -> Any:
+    """An encoder that only carries the saved config, fingerprint and dim of an index (it cannot encode)."""
+    from pie_retriever.encoders.base import Encoder
+    from pie_retriever.errors import IndexLoadError
+    from pie_retriever.retrieval.manifest import MANIFEST
+
+    path = Path(index_dir).expanduser() / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        saved = dict(manifest["encoder"])
+        fingerprint, dim = saved.pop("fingerprint"), int(manifest["dim"])
+    except FileNotFoundError:
+        return None  # PIERetriever.load says what is missing
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"{path}: not a readable index manifest ({exc}); rebuild the index with `pie-retriever index`."
+        raise IndexLoadError(msg) from exc
+
+    class _Saved(Encoder):
+        prompt = saved.get("prompt", "")
+        query_prompt = saved.get("query_prompt", prompt)
+
+        @property
+        def dim(self) -> int:
+            return dim
+
+        @property
+        def fingerprint(self) -> str:
+            return fingerprint
+
+        def encode(self, texts: Any, *, prompt: str | None = None, show_progress: bool | None = None) -> Any:
+            msg = "This index was opened without its model (for delete); it cannot embed."
+            raise RuntimeError(msg)
+
+        def config(self) -> dict[str, Any]:
+            return dict(saved)
+
+    return _Saved()
