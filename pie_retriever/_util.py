@@ -62,6 +62,10 @@ def check_int(value: Any, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+#: The number of demonstrations retrieved when a caller does not say (every API, the CLI and the integrations).
+DEFAULT_K = 4
+
+
 def check_k(k: Any, name: str = "k") -> int:
     """A positive integer number of results."""
     return check_int(k, name)

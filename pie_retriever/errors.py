@@ -59,6 +59,13 @@ class ArtifactError(PIEError, ValueError):
     """A trained-artifact folder is missing files, foreign, or does not fit the base model."""
 
 
+class UnknownIdError(PIEError, KeyError):
+    """A demonstration id (or a metadata filter key) that the pool does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message: show it as written
+        return str(self.args[0]) if self.args else ""
+
+
 class TrainingConfigError(ConfigError):
     """A training argument is unknown or out of range."""
 

@@ -101,7 +101,7 @@ def _from_index(path: str | os.PathLike) -> Items:
     from pie_retriever.retrieval.retriever import PIERetriever
 
     retriever = PIERetriever.load(path)
-    with retriever._snapshot() as (by_label, _):  # demonstrations and vectors of the same moment
+    with retriever.snapshot() as (by_label, _):  # demonstrations and vectors of the same moment
         labels = np.fromiter(by_label, dtype=np.int64, count=len(by_label))
         vectors = retriever.index.reconstruct(labels)
         demos = [by_label[int(i)] for i in labels]

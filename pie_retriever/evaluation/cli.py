@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pie_retriever._util import atomic_write_text, library_versions
+from pie_retriever.encoders.transformer import POOLINGS
 from pie_retriever.errors import EvalArgumentError
 
 SUITES: dict[str, str] = {"ieb": "IEB: leave-one-out task P@1/P@4/MRR, KMeans ARI/purity/homogeneity, IIS Spearman"}
@@ -36,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "batch_size, max_length, precision); repeatable. Default: the library default model")
     p.add_argument("--bm25", action="store_true", help="also evaluate BM25 (bm25s; retrieval only)")
     p.add_argument("--tfidf", action="store_true", help="also evaluate TF-IDF (scikit-learn)")
-    p.add_argument("--pooling", default=None, choices=["mean", "cls", "last", "last2"], help="default pooling for every --model")
+    p.add_argument("--pooling", default=None, choices=list(POOLINGS), help="default pooling for every --model")
     p.add_argument("--prompt", default=None, help="default prompt (pie, plain or a template) for every --model")
     p.add_argument("--no-clustering", action="store_true", help="skip KMeans (the slowest protocol for TF-IDF)")
     p.add_argument("--seed", type=int, default=0, help="KMeans random_state (default: %(default)s, the paper's)")

@@ -22,6 +22,7 @@ import os
 import re
 from typing import Any, Callable, Mapping, Sequence
 
+from pie_retriever._util import DEFAULT_K
 from pie_retriever.errors import ConfigError, require
 
 require("dspy", "dspy", "pie_retriever.integrations.dspy")
@@ -147,7 +148,7 @@ class PIEKNN:
         self.to_example = to_example or (lambda d: demonstration_to_example(d, field))
 
     @classmethod
-    def from_index(cls, path: str | os.PathLike, k: int = 4, **kwargs: Any) -> PIEKNN:
+    def from_index(cls, path: str | os.PathLike, k: int = DEFAULT_K, **kwargs: Any) -> PIEKNN:
         """Wrap a saved index (``pie-retriever index`` or ``PIERetriever.save``)."""
         return cls(k, retriever=PIERetriever.load(path), **kwargs)
 

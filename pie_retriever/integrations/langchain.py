@@ -24,6 +24,7 @@ import re
 import sys
 from typing import Any, Callable, Literal, Mapping, Sequence
 
+from pie_retriever._util import DEFAULT_K
 from pie_retriever.errors import ConfigError, require
 
 require("langchain_core", "langchain", "pie_retriever.integrations.langchain")
@@ -78,7 +79,7 @@ class _RetrievalOptions(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    k: int = 4
+    k: int = DEFAULT_K
     """Number of demonstrations to return."""
     filter: Any = None
     """``{metadata_key: value or [values]}`` (all keys must match) or a callable ``(Demonstration) -> bool``."""
@@ -427,7 +428,7 @@ class PIEExampleSelector(_RetrievalOptions, BaseExampleSelector):
         examples: Sequence[Mapping[str, Any]],
         encoder: Any = None,
         *,
-        k: int = 4,
+        k: int = DEFAULT_K,
         input_keys: list[str] | None = None,
         example_keys: list[str] | None = None,
         example_prompt: Any = None,

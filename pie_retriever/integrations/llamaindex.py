@@ -24,6 +24,7 @@ import asyncio
 import os
 from typing import Any, Callable, Sequence
 
+from pie_retriever._util import DEFAULT_K
 from pie_retriever.errors import ConfigError, require
 
 require("llama_index.core", "llamaindex", "pie_retriever.integrations.llamaindex")
@@ -130,7 +131,7 @@ class PIELlamaIndexRetriever(BaseRetriever):
     ``k``, ``filter``, ``min_score``, ``mmr`` are set here; ``text_fields`` choose the node text.
     """
 
-    def __init__(self, retriever: PIERetriever | str | os.PathLike, k: int = 4, *, filter: Any = None,
+    def __init__(self, retriever: PIERetriever | str | os.PathLike, k: int = DEFAULT_K, *, filter: Any = None,
                  min_score: float | None = None, mmr: bool = False,
                  text_fields: tuple[str, ...] = ("instruction", "input"), **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -148,7 +149,7 @@ class PIELlamaIndexRetriever(BaseRetriever):
         return await asyncio.to_thread(self._retrieve, query_bundle)
 
 
-def few_shot_examples_fn(retriever: PIERetriever | PIELlamaIndexRetriever, k: int = 4, *, query_key: str = "query_str",
+def few_shot_examples_fn(retriever: PIERetriever | PIELlamaIndexRetriever, k: int = DEFAULT_K, *, query_key: str = "query_str",
                          template: str = "plain", filter: Any = None) -> Callable[..., str]:
     """A function for ``PromptTemplate(function_mappings={"few_shot_examples": fn})``: it reads the query from the
     format arguments (``query_key``), retrieves ``k`` task-matched demonstrations and renders them with

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from pie_retriever._util import check_choice, check_int, check_k
+from pie_retriever._util import DEFAULT_K, check_choice, check_int, check_k
 from pie_retriever.errors import ConfigError, PromptBudgetError
 from pie_retriever.prompting.fewshot import TEMPLATE_KEYS, TEMPLATES, format_few_shot
 from pie_retriever.types import Demonstration, Hit
@@ -244,7 +244,7 @@ class FewShotPromptBuilder:
         self,
         retriever: Any,
         *,
-        k: int = 4,
+        k: int = DEFAULT_K,
         template: TemplateSpec = "alpaca",
         order: str = "most_similar_last",
         tokenizer: Any = None,

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pie_retriever._util import check_k, check_query
+from pie_retriever._util import DEFAULT_K, check_k, check_query
 from pie_retriever.errors import DuplicateIdError, EmptyPoolError
 from pie_retriever.types import Demonstration, Hit, check_embed_fields, fresh_id
 
@@ -64,7 +64,7 @@ class BM25Retriever:
     def __len__(self) -> int:
         return len(self.demonstrations)
 
-    def retrieve(self, query: str, k: int = 4) -> list[Hit]:
+    def retrieve(self, query: str, k: int = DEFAULT_K) -> list[Hit]:
         return self.retrieve_batch([query], k)[0]
 
     def scores(self, queries: Sequence[str]) -> np.ndarray:
@@ -77,7 +77,7 @@ class BM25Retriever:
                 out[i] = self.model.get_scores(t)
         return out
 
-    def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
+    def retrieve_batch(self, queries: Sequence[str], k: int = DEFAULT_K) -> list[list[Hit]]:
         if isinstance(queries, str):
             msg = "retrieve_batch() takes a list of queries; use retrieve() for a single string."
             raise TypeError(msg)

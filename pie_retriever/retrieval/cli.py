@@ -20,7 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from pie_retriever.encoders.transformer import POOLINGS
 from pie_retriever.errors import ConfigError
+from pie_retriever.index import INDEX_KINDS
 from pie_retriever.retrieval.content import CONTENT_SCORERS, DEFAULT_CONTENT_SCORER, DEFAULT_CONTENT_WEIGHT
 
 __all__ = [
@@ -40,8 +42,8 @@ def add_index_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="index folder to write (replaced atomically if it exists)")
     p.add_argument("--model", default=None, help="model alias, local folder or cached hub id (default: the library default)")
     p.add_argument("--prompt", default=None, help="prompt name (pie, plain) or template with {instruction}; default: the model's")
-    p.add_argument("--pooling", default=None, choices=["mean", "cls", "last", "last2"], help="pooling; default: the model's")
-    p.add_argument("--index", default="flat", choices=["flat", "hnsw", "numpy", "milvus"], help="index kind (default: %(default)s)")
+    p.add_argument("--pooling", default=None, choices=list(POOLINGS), help="pooling; default: the model's")
+    p.add_argument("--index", default="flat", choices=list(INDEX_KINDS), help="index kind (default: %(default)s)")
     p.add_argument("--index-option", action="append", default=[], metavar="KEY=VALUE",
                    help="index option, repeatable; VALUE is JSON or a string (milvus: uri=pool.db or http://host:19530, collection=NAME)")
     p.add_argument("--embed-fields", default="instruction", help="comma-separated fields to embed (default: %(default)s)")

@@ -19,7 +19,7 @@ The same vectors: the transformer and ONNX encoders sort texts by token length a
 ``batch_size``, and a text's vector depends (in the last bits, more with the opt-in bf16) on the batch it is padded
 with and the thread count. :func:`plan_batches` makes the same batches the single-process ``encode`` call would
 make, and each actor encodes one planned batch per call, so the vectors agree with the local path's within the
-encoder's ``PRECISION_TOLERANCE`` (``tests/test_distributed.py`` checks it with the default model under fp32 and bf16).
+encoder's ``PRECISION_TOLERANCE`` (``tests/retrieval/test_distributed.py`` checks it with the default model under fp32 and bf16).
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def check_save_target(path: str | os.PathLike) -> Path:
 
 def _write_snapshot(retriever: Any, folder: Path) -> None:
     """Write the index files, the demonstrations and the manifest of ``retriever`` into ``folder``."""
-    with retriever._snapshot() as (demos, next_label):
+    with retriever.snapshot() as (demos, next_label):
         files = retriever.index.save(folder)
         with (folder / DEMOS_FILE).open("w", encoding="utf-8") as fh:
             for label, demo in demos.items():

@@ -19,8 +19,15 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from pie_retriever._rwlock import RWLock
-from pie_retriever._util import check_k, check_query
-from pie_retriever.errors import ConfigError, DuplicateIdError, EmptyPoolError, EncoderMismatchError, InvalidDemonstrationError
+from pie_retriever._util import DEFAULT_K, check_k, check_query
+from pie_retriever.errors import (
+    ConfigError,
+    DuplicateIdError,
+    EmptyPoolError,
+    EncoderMismatchError,
+    InvalidDemonstrationError,
+    UnknownIdError,
+)
 from pie_retriever.retrieval.content import (
     CONTENT_FIELDS,
     DEFAULT_CONTENT_SCORER,
@@ -156,7 +163,7 @@ class PIERetriever:
         with self._lock.read():
             if demo_id not in self._label_of:
                 msg = f"No demonstration with id {demo_id!r}."
-                raise KeyError(msg)
+                raise UnknownIdError(msg)
             return self._demos[self._label_of[demo_id]]
 
     def _prepare(self, demonstrations: Any) -> list[Demonstration]:
@@ -296,7 +303,7 @@ class PIERetriever:
             missing = [i for i in ids if i not in self._label_of]
             if missing:
                 msg = f"Unknown demonstration id(s) {missing[:5]}; nothing was deleted."
-                raise KeyError(msg)
+                raise UnknownIdError(msg)
             labels = np.array([self._label_of[i] for i in ids], dtype=np.int64)
             self.index.remove(labels)
             if self.content is not None:
@@ -321,13 +328,13 @@ class PIERetriever:
             unknown = sorted(flt.keys() - known)
             if unknown:
                 msg = f"Unknown metadata filter key(s) {unknown}; keys present in the pool: {sorted(known) or 'none'}."
-                raise KeyError(msg)
+                raise UnknownIdError(msg)
         return np.array([label for label, d in self._demos.items() if flt(d)], dtype=np.int64)
 
     def retrieve(
         self,
         query: str,
-        k: int = 4,
+        k: int = DEFAULT_K,
         *,
         filter: FilterSpec = None,
         min_score: float | None = None,
@@ -359,7 +366,7 @@ class PIERetriever:
     def retrieve_batch(
         self,
         queries: Sequence[str],
-        k: int = 4,
+        k: int = DEFAULT_K,
         *,
         filter: FilterSpec = None,
         min_score: float | None = None,
@@ -482,9 +489,10 @@ class PIERetriever:
         return load_retriever(cls, path, encoder)
 
     @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[tuple[dict[int, Demonstration], int]]:
-        """Hold the read lock and yield ``({label: demonstration}, next_label)``: persistence writes the index
-        files inside this block, so the demonstrations and the vectors belong to the same moment."""
+    def snapshot(self) -> Iterator[tuple[dict[int, Demonstration], int]]:
+        """Hold the read lock and yield ``({label: demonstration}, next_label)``: inside the block the demonstrations
+        and the index's vectors belong to the same moment (persistence writes the index files there, and
+        ``downstream.embed`` reads the vectors there). Writers wait until the block ends: keep it short."""
         with self._lock.read():
             yield dict(self._demos), self._next_label
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from pie_retriever.encoders.transformer import POOLINGS  # the one registry of poolings: the encoder's
 from pie_retriever.errors import TrainingConfigError
 
 __all__ = ["METHODS", "POOLINGS", "PRECISIONS", "RECIPES", "SOURCES", "TrainingArguments", "TrainingConfigError"]
@@ -19,7 +20,6 @@ METHODS: dict[str, str] = {
     "lora": "LoRA adapters (peft) on the attention and feed-forward projections; small artifact",
     "full": "full fine-tuning; the artifact stores fp16 weight deltas of every parameter (~45 MB for MiniLM)",
 }
-POOLINGS: dict[str, str] = {"mean": "masked mean", "cls": "first token", "last": "last token", "last2": "last token, last two layers"}
 PRECISIONS: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16 autocast (weights and optimizer stay fp32)"}
 SOURCES: dict[str, str] = {
     "ift_test": "IEB ift_test.json with its gold labels (938 labels, disjoint from eft_test)",

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from pie_retriever._util import atomic_write_text
+from pie_retriever._util import DEFAULT_K, atomic_write_text
 from pie_retriever.errors import TrainingDataError
 from pie_retriever.training.args import TrainingArguments
 from pie_retriever.training.data import LabelledSet, labelled_set_from_pool, split_by_label
@@ -59,7 +59,7 @@ class PoolTrainResult:
         return out
 
 
-def task_match(model: Any, pool: LabelledSet, queries: LabelledSet | None = None, *, k: int = 4) -> dict[str, float]:
+def task_match(model: Any, pool: LabelledSet, queries: LabelledSet | None = None, *, k: int = DEFAULT_K) -> dict[str, float]:
     """P@1, P@k and MRR@10 of ``queries`` retrieving from ``pool`` (labels compared exactly).
 
     ``queries=None`` is leave-one-out: every instruction of ``pool`` queries the others. ``model`` is a model spec

@@ -1,6 +1,6 @@
 """The precision policy: fp32 by default on every CPU, ``$PIE_PRECISION`` forces either branch, and a text's vector
 agrees with itself alone or in any batch within ``PRECISION_TOLERANCE`` (the Ray half of this group is in
-tests/test_distributed.py). Runs the bf16 branch on a CPU without native bf16 too (torch emulates it)."""
+tests/retrieval/test_distributed.py). Runs the bf16 branch on a CPU without native bf16 too (torch emulates it)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from pie_retriever._util import DEFAULT_K
 from pie_retriever.errors import ConfigError
 
 __all__ = [
@@ -135,7 +136,7 @@ class BenchConfig:
     eft_limit: int | None = None  # subsample eft_test to this many samples (quick)
     decoder_max_texts: int | None = 1500  # the decoder PIE method skips sets with more texts (None: no limit)
     icl_queries: int | None = None  # cap on ICL queries (None: every short-answer query)
-    icl_k: int = 4
+    icl_k: int = DEFAULT_K
     icl_backend: str = "transformers"
     icl_model: str = "smollm2"
     icl_conditions: tuple[str, ...] = ICL_CONDITIONS
@@ -150,7 +151,7 @@ class BenchConfig:
     memory_sizes: tuple[int, ...] | None = None  # sizes whose RSS is probed in a fresh process (None: all; quick: the largest)
     threads: int | str | None = "auto"  # int, None (torch's default) or "auto" (see runner.resolve_threads)
     backends: tuple[str, ...] = ("torch", "onnx-int8")  # speed rows per query backend (bench.speed_backends.BACKENDS)
-    storages: tuple[str, ...] = ("fp32", "fp16", "int8")  # ... and per vector storage option
+    storages: tuple[str, ...] = ("fp32", "fp16", "int8")  # ... and per vector storage option (checked against VECTOR_STORAGE)
     hog: int = 2  # busy-loop processes for the speed section's "loaded machine" column
     seed: int = 0
     out_dir: str = "results"

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from pie_retriever._util import DEFAULT_K
 from pie_retriever.errors import ConfigError
 from pie_retriever.evaluation.bench.backends import LLMBackend, cut_at_stop
 from pie_retriever.evaluation.metrics import paired_bootstrap
@@ -144,7 +145,7 @@ class RandomRetriever:
         self.pool = list(pool)
         self.seed = seed
 
-    def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
+    def retrieve_batch(self, queries: Sequence[str], k: int = DEFAULT_K) -> list[list[Hit]]:
         out = []
         for q in queries:
             rng = random.Random(_seed_for(q, self.seed))
@@ -163,7 +164,7 @@ class SameTaskRetriever:
         self.task_of_query = dict(task_of_query)
         self.seed = seed
 
-    def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
+    def retrieve_batch(self, queries: Sequence[str], k: int = DEFAULT_K) -> list[list[Hit]]:
         out = []
         for q in queries:
             same = self.by_task.get(self.task_of_query.get(q), [])
@@ -191,7 +192,7 @@ class ContentOracleRetriever:
         self.task_of_query = dict(task_of_query)
         self.content_of = dict(content_of or {})
 
-    def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
+    def retrieve_batch(self, queries: Sequence[str], k: int = DEFAULT_K) -> list[list[Hit]]:
         import numpy as np
 
         features = self.scorer.query_features([self.content_of.get(q, q) for q in queries])
@@ -216,7 +217,7 @@ class WeightedRetriever:
         self.content_weight = content_weight
         self.content_of = dict(content_of or {})
 
-    def retrieve_batch(self, queries: Sequence[str], k: int = 4) -> list[list[Hit]]:
+    def retrieve_batch(self, queries: Sequence[str], k: int = DEFAULT_K) -> list[list[Hit]]:
         queries = list(queries)
         content = [self.content_of.get(q, q) for q in queries] if self.content_weight > 0 else None
         return self.retriever.retrieve_batch(queries, k, content_weight=self.content_weight, content_queries=content)
@@ -322,7 +323,7 @@ def run_icl(
     retrievers: Mapping[str, Any],
     backend: LLMBackend,
     *,
-    k: int = 4,
+    k: int = DEFAULT_K,
     label_key: str = "task",
     short_tasks: Iterable[str] | None = None,
     template: str = "alpaca",

@@ -29,6 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+from pie_retriever._util import DEFAULT_K
 from pie_retriever.evaluation.bench.icl import SHORT_ANSWER_TASKS, ContentOracleRetriever, SameTaskRetriever, WeightedRetriever, run_icl
 from pie_retriever.evaluation.metrics import paired_bootstrap
 from pie_retriever.types import Demonstration
@@ -64,7 +65,7 @@ class ICLv2Config:
     """What an ICL v2 run depends on (stored in the results JSON)."""
 
     sets: tuple[str, ...] = ("bundled", "templated")
-    k: int = 4
+    k: int = DEFAULT_K
     backend: str = "vllm"
     model: str = "smollm2"
     dtype: str = "bfloat16"
@@ -204,7 +205,7 @@ def _compact(split: dict[str, Any]) -> None:
             cond.pop("by_task", None)
 
 
-def task_match(data: dict[str, Any], models: _Models, scorers: Sequence[str], weights: Sequence[float], k: int = 4) -> dict[str, Any]:
+def task_match(data: dict[str, Any], models: _Models, scorers: Sequence[str], weights: Sequence[float], k: int = DEFAULT_K) -> dict[str, Any]:
     """Task-match P@k of PIE on every query of each set (both splits) at each (scorer, weight)."""
     from pie_retriever.retrieval.retriever import PIERetriever
 

@@ -21,10 +21,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from pie_retriever._util import DEFAULT_K
 from pie_retriever.encoders.base import l2_normalize
 from pie_retriever.errors import ConfigError
 from pie_retriever.evaluation.bench.flops import encode_comparison, matmul_flops
 from pie_retriever.evaluation.bench.memory import memory_probe, peak_rss_bytes, process_peak_rss_bytes, reset_peak_rss, rss_bytes
+from pie_retriever.evaluation.bench.storage import STORAGES
 from pie_retriever.evaluation.bench.timing import PrecomputedEncoder, RecordingEncoder, batched_qps, latency_stats
 
 __all__ = [
@@ -259,12 +261,12 @@ def run_speed(
     compare_texts: int = 1024,
     compare_rounds: int = 2,
     matmul_seconds: float = 1.0,
-    k: int = 4,
+    k: int = DEFAULT_K,
     seed: int = 0,
     memory_sizes: Sequence[int] | None = None,
     show_progress: bool | None = None,
     backends: Sequence[str] = (),
-    storages: Sequence[str] = ("fp32", "fp16", "int8"),
+    storages: Sequence[str] = STORAGES,
     hog: int = 2,
 ) -> dict[str, Any]:
     """Speed and memory of ``encoder`` + faiss (PIERetriever) against BM25 (bm25s) at each pool size.

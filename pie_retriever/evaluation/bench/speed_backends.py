@@ -13,9 +13,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pie_retriever._util import DEFAULT_K
 from pie_retriever.evaluation.bench.config import BACKENDS
 from pie_retriever.evaluation.bench.load import cpu_hog, load_average
-from pie_retriever.evaluation.bench.storage import exact_neighbours, recall_at_k
+from pie_retriever.evaluation.bench.storage import STORAGES, exact_neighbours, recall_at_k
 from pie_retriever.evaluation.bench.timing import PrecomputedEncoder, batched_qps, latency_stats
 
 __all__ = ["BACKENDS", "backend_encoders", "run_backends"]
@@ -41,8 +42,8 @@ def _latency(fn: Any, queries: Sequence[str]) -> dict[str, float]:
 
 
 def run_backends(default_encoder: Any, texts: Sequence[str], vectors: np.ndarray, single_q: Sequence[str], batch_q: Sequence[str], *,
-                 backends: Sequence[str] = tuple(BACKENDS), storages: Sequence[str] = ("fp32", "fp16", "int8"),
-                 hog: int = 2, k: int = 4) -> dict[str, Any]:
+                 backends: Sequence[str] = tuple(BACKENDS), storages: Sequence[str] = STORAGES,
+                 hog: int = 2, k: int = DEFAULT_K) -> dict[str, Any]:
     """One row per backend × storage over ``texts`` with document ``vectors`` (see the module docstring)."""
     from pie_retriever.retrieval.retriever import PIERetriever
 

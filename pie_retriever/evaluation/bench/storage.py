@@ -16,13 +16,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pie_retriever._util import DEFAULT_K
+from pie_retriever.index.faiss_index import VECTOR_STORAGE
+
 __all__ = ["STORAGES", "TIE_TOLERANCE", "exact_neighbours", "recall_at_k", "recall_at_k_with_ties", "storage_rows"]
 
 #: A found neighbour whose exact cosine is within this of the true k-th one is a tie, not a miss (near-duplicate
 #: demonstrations whose order fp32 rounding could flip as well).
 TIE_TOLERANCE = 1e-4
 
-STORAGES = ("fp32", "fp16", "int8")
+STORAGES = tuple(VECTOR_STORAGE)
 
 
 def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -83,7 +86,7 @@ def _row(kind: str, storage: str, vectors: np.ndarray, queries: np.ndarray, trut
 
 
 def storage_rows(vectors: np.ndarray, queries: np.ndarray, *, kinds: Sequence[str] = ("flat", "hnsw"),
-                 storages: Sequence[str] = STORAGES, k: int = 4, n_single: int = 100,
+                 storages: Sequence[str] = STORAGES, k: int = DEFAULT_K, n_single: int = 100,
                  texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One row per kind × storage over the same ``vectors`` and ``queries`` (see the module docstring).
 

@@ -13,7 +13,7 @@ import pytest
 
 from pie_retriever import PIERetriever
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # What main returned for retrieve("Write a poem about taxes", k=3) right after saving.
 EXPECTED = [("p1", 0.730297), ("demo-6", 0.547723), ("p2", 0.507093)]
 

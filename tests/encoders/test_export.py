@@ -21,7 +21,7 @@ from pie_retriever.errors import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated:UserWarning")  # the 400-word text, on purpose
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TEXTS = [
     "Write a haiku about the autumn rain.",
     "Translate 'good morning' into Italian.",

@@ -12,7 +12,7 @@ import pytest
 
 from pie_retriever.evaluation.bench import runner
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 # -- CLI -------------------------------------------------------------------------------------------
