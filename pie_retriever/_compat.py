@@ -41,6 +41,13 @@ MOVED: dict[str, str] = {
     "pie_retriever.fewshot": "pie_retriever.prompting.fewshot",
     "pie_retriever.prompt_builder": "pie_retriever.prompting.builder",
     "pie_retriever.bench": "pie_retriever.evaluation.bench",
+    # the downstream subcommands (one module each, plus the shared _cli) merged into downstream.cli
+    "pie_retriever.downstream._cli": "pie_retriever.downstream.cli",
+    "pie_retriever.downstream.cli_select": "pie_retriever.downstream.cli",
+    "pie_retriever.downstream.cli_compress": "pie_retriever.downstream.cli",
+    "pie_retriever.downstream.cli_compare": "pie_retriever.downstream.cli",
+    "pie_retriever.downstream.cli_map": "pie_retriever.downstream.cli",
+    "pie_retriever.downstream.cli_tasks": "pie_retriever.downstream.cli",
 }
 
 

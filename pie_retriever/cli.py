@@ -29,11 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("pie_retriever.evaluation.cli", "evaluate a model on IEB (clustering, similarity, task P@k)"),
     "bench": ("pie_retriever.evaluation.bench.cli", "benchmark quality, in-context learning, speed and memory vs BM25"),
     "export": ("pie_retriever.encoders.export", "export a model as a self-contained folder (hf: Hugging Face + sentence-transformers, for vLLM serving)"),
-    "select": ("pie_retriever.downstream.cli_select", "pick a task-diverse subset of an instruction pool (KMeans, k-center, task quota)"),
-    "compress": ("pie_retriever.downstream.cli_compress", "shrink an evaluation set while keeping its task distribution"),
-    "compare": ("pie_retriever.downstream.cli_compare", "dataset task correlation: coverage and Wasserstein heatmaps of several pools"),
-    "map": ("pie_retriever.downstream.cli_map", "draw a 2-D task map of a pool or index (UMAP / t-SNE), groups named by verb|noun"),
-    "tasks": ("pie_retriever.downstream.cli_tasks", "discover the task clusters of an unlabelled pool, named by verb|noun"),
+    "select": ("pie_retriever.downstream.cli:select", "pick a task-diverse subset of an instruction pool (KMeans, k-center, task quota)"),
+    "compress": ("pie_retriever.downstream.cli:compress", "shrink an evaluation set while keeping its task distribution"),
+    "compare": ("pie_retriever.downstream.cli:compare", "dataset task correlation: coverage and Wasserstein heatmaps of several pools"),
+    "map": ("pie_retriever.downstream.cli:map", "draw a 2-D task map of a pool or index (UMAP / t-SNE), groups named by verb|noun"),
+    "tasks": ("pie_retriever.downstream.cli:tasks", "discover the task clusters of an unlabelled pool, named by verb|noun"),
 }
 
 

@@ -7,7 +7,8 @@
 * :func:`discover_tasks` — clusters of an unlabelled pool named by ``verb|noun`` (``pie-retriever tasks``).
 
 Start from :func:`load_items` (pool file, index folder or list → demonstrations + vectors). Names are loaded
-lazily: importing this package loads neither torch, faiss nor matplotlib.
+lazily: importing this package loads neither torch, faiss nor matplotlib. The five subcommands live in
+:mod:`pie_retriever.downstream.cli` (``add_<name>_arguments`` / ``run_<name>``).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ When no verb can be found the label is :data:`FALLBACK_LABEL` (``"none|none"``);
 no object noun, the noun is ``"none"`` (IEB itself has labels such as ``translate|none``). Both are best
 treated as "unlabelled" when building training pairs.
 
-Command line: ``pie-retriever label POOL [-o OUT]``, ``python -m pie_retriever.labeling label POOL [-o OUT]``
-and ``python -m pie_retriever.labeling agreement IEB_FILE [IEB_FILE ...] [--limit N]``.
+Command line (:mod:`.cli`): ``pie-retriever label POOL [-o OUT]`` and ``pie-retriever label agreement IEB_FILE
+[IEB_FILE ...] [--limit N]``; ``python -m pie_retriever.labeling`` is the same command line.
 
 Importing this package does not import spaCy; it is loaded on first use. Install it with
 ``pip install "pie-retriever[train]"``.

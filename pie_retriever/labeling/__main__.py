@@ -1,6 +1,4 @@
-"""``python -m pie_retriever.labeling label POOL [-o OUT]`` / ``... agreement IEB_FILE [...] [--limit N]``."""
-
-from __future__ import annotations
+"""``python -m pie_retriever.labeling``: the ``pie-retriever label`` command line (:func:`.cli.module_main`)."""
 
 from pie_retriever.labeling.cli import module_main
 

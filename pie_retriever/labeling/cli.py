@@ -1,11 +1,11 @@
-"""Command lines of the labeler.
+"""The command line of the labeler: ``pie-retriever label`` (:func:`add_arguments` / :func:`run`, dispatched by
+:mod:`pie_retriever.cli`; ``python -m pie_retriever.labeling`` is the same command line, :func:`module_main`).
 
-``pie-retriever label POOL [-o OUT] [--field FIELD] [--overwrite]``: ``verb|noun`` task labels for the instructions of a pool
-that have none (existing labels are kept unless ``--overwrite``)
-(:func:`add_arguments` / :func:`run`, dispatched by :mod:`pie_retriever.cli`).
+``pie-retriever label POOL [-o OUT] [--field FIELD] [--overwrite]``: ``verb|noun`` task labels for the instructions
+of a pool that have none (existing labels are kept unless ``--overwrite``).
 
-``python -m pie_retriever.labeling label POOL [-o OUT]`` (the same) and
-``python -m pie_retriever.labeling agreement IEB_FILE [IEB_FILE ...] [--limit N]`` (:func:`module_main`).
+``pie-retriever label agreement IEB_FILE [IEB_FILE ...] [--limit N]``: exact agreement of the labeler with the gold
+labels of IEB files (a pool file that is literally named ``agreement`` is still labelled when no IEB file follows).
 """
 
 from __future__ import annotations
@@ -65,20 +65,53 @@ def _summary(counts: dict[str, int], overwrite: bool, output: str | None) -> str
     return "; ".join(parts) + (f" -> {output}" if output else "")
 
 
-# -- `pie-retriever label` -----------------------------------------------------------------------------
+# -- `pie-retriever label` / `python -m pie_retriever.labeling` ---------------------------------------------------
+AGREEMENT = "agreement"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pool", help="pool file (JSONL, JSON list or IEB JSON)")
+    p.usage = ("%(prog)s [-h] [-o OUTPUT] [--field FIELD] [--overwrite] pool\n"
+               "       %(prog)s agreement IEB_FILE [IEB_FILE ...] [--limit N]")
+    p.add_argument("pool", help="pool file (JSONL, JSON list or IEB JSON); or the word 'agreement' followed by IEB files")
+    p.add_argument("ieb_files", nargs="*", metavar="IEB_FILE",
+                   help="with 'agreement': IEB files (eft_test.json, ift_test.json, ...) to score the labels against")
     p.add_argument("-o", "--output", default=None, help="write JSONL with metadata.task added (default: print label<TAB>instruction)")
     p.add_argument("--field", default="instruction", help="field holding the instruction (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true",
                    help="relabel records that already have metadata.task (the old label goes to metadata.gold_task)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="with 'agreement': only the first N instructions of each file")
+    p.set_defaults(_label_parser=p)
+
+
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    parser = getattr(args, "_label_parser", None)
+    if parser is not None:
+        parser.error(message)  # prints the usage and exits 2, like any other bad argument
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pool == AGREEMENT and (args.ieb_files or not Path(AGREEMENT).exists()):
+        return _run_agreement(args)
+    if args.ieb_files:
+        return _usage_error(args, f"label takes one pool file, got {len(args.ieb_files)} more: {' '.join(args.ieb_files)} "
+                                  f"(to score IEB files: label {AGREEMENT} IEB_FILE ...)")
+    if args.limit is not None:
+        return _usage_error(args, f"--limit is for 'label {AGREEMENT}' only")
     return main(args.pool, args.output, field=args.field, overwrite=args.overwrite)
 
 
-# -- `python -m pie_retriever.labeling` ----------------------------------------------------------------
+def _run_agreement(args: argparse.Namespace) -> int:
+    if not args.ieb_files:
+        return _usage_error(args, f"{AGREEMENT} needs at least one IEB file")
+    unused = [flag for flag, used in (("-o/--output", args.output is not None), ("--field", args.field != "instruction"),
+                                      ("--overwrite", args.overwrite)) if used]
+    if unused:
+        return _usage_error(args, f"{', '.join(unused)} do not apply to '{AGREEMENT}'")
+    return _print_agreement(args.ieb_files, args.limit)
+
+
 def _print_agreement(paths: Sequence[str], limit: int | None) -> int:
     for path in paths:
         res = label_agreement(path, limit=limit, show_progress=False)
@@ -92,20 +125,16 @@ def _print_agreement(paths: Sequence[str], limit: int | None) -> int:
 
 
 def module_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pie_retriever.labeling label POOL [-o OUT]`` or ``... agreement IEB_FILE [...]``."""
+    """``python -m pie_retriever.labeling ...``: the ``pie-retriever label`` command line under another name.
+
+    ``python -m pie_retriever.labeling [label] POOL [-o OUT]`` and ``python -m pie_retriever.labeling agreement
+    IEB_FILE [...]`` (a leading ``label``, the old spelling, is dropped).
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["label"]:
+        words = words[1:]
     parser = argparse.ArgumentParser(
         prog="python -m pie_retriever.labeling", description="IEB-style verb|noun task labels for instructions."
     )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p_label = sub.add_parser("label", help="label a pool file (JSONL, JSON list or IEB shape)")
-    p_label.add_argument("pool")
-    p_label.add_argument("-o", "--output", default=None, help="JSONL to write (default: print label<TAB>text)")
-    p_label.add_argument("--field", default="instruction")
-    p_label.add_argument("--overwrite", action="store_true", help="relabel records that already have metadata.task")
-    p_agree = sub.add_parser("agreement", help="exact agreement with the gold labels of IEB files")
-    p_agree.add_argument("paths", nargs="+")
-    p_agree.add_argument("--limit", type=int, default=None)
-    args = parser.parse_args(argv)
-    if args.cmd == "label":
-        return main(args.pool, args.output, field=args.field, overwrite=args.overwrite)
-    return _print_agreement(args.paths, args.limit)
+    add_arguments(parser)
+    return run(parser.parse_args(words))

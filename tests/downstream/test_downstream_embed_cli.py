@@ -20,7 +20,7 @@ def hashing(monkeypatch):
     """Every subcommand embeds with the deterministic hashing encoder (no torch)."""
     enc = HashingEncoder(dim=64)
     monkeypatch.setattr(embed, "make_encoder", lambda model=None: enc)
-    monkeypatch.setattr("pie_retriever.downstream.cli_compare.make_encoder", lambda model=None: enc)
+    monkeypatch.setattr("pie_retriever.downstream.cli.make_encoder", lambda model=None: enc)
     return enc
 
 
@@ -115,3 +115,16 @@ def test_cli_map_and_tasks(tmp_path, hashing, capsys):
     res = json.loads(out.read_text())
     assert res["k"] == 12 and sum(c["size"] for c in res["clusters"]) == 249 and len(res["assign"]) == 249
     assert all("|" in c["label"] for c in res["clusters"])  # named by the labeler's verb|noun
+
+
+@pytest.mark.parametrize("old", ["_cli", "cli_select", "cli_compress", "cli_compare", "cli_map", "cli_tasks"])
+def test_old_cli_module_paths_alias_the_one_cli_module(old):
+    import importlib
+    import sys
+
+    from pie_retriever.downstream import cli as downstream_cli
+
+    sys.modules.pop(f"pie_retriever.downstream.{old}", None)
+    with pytest.warns(DeprecationWarning, match=f"pie_retriever.downstream.{old} moved to pie_retriever.downstream.cli"):
+        module = importlib.import_module(f"pie_retriever.downstream.{old}")
+    assert module is downstream_cli

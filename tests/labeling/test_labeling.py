@@ -250,3 +250,41 @@ def test_main_never_overwrites_a_label_unless_asked(tmp_path: Path, capsys: pyte
 
     assert cli_main(["label", str(pool), "-o", str(out), "--overwrite"]) == 0
     assert json.loads(out.read_text(encoding="utf-8").splitlines()[0])["metadata"]["gold_task"] == "compose|poem"
+
+
+@needs_parser
+@needs_ieb
+def test_agreement_through_the_main_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from pie_retriever.cli import main as cli_main
+
+    assert cli_main(["label", "agreement", str(EFT_TEST), "--limit", "300"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("eft_test.json: n=300 agreement=")
+    assert float(line.split("agreement=")[1].split()[0]) >= SLICE_THRESHOLD
+
+
+def test_label_cli_rejects_mixed_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from pie_retriever.cli import main as cli_main
+
+    for argv, message in [
+        (["label", "agreement"], "agreement needs at least one IEB file"),
+        (["label", "agreement", "x.json", "-o", "out.jsonl"], "-o/--output do not apply to 'agreement'"),
+        (["label", "pool.jsonl", "more.jsonl"], "label takes one pool file, got 1 more: more.jsonl"),
+        (["label", "pool.jsonl", "--limit", "3"], "--limit is for 'label agreement' only"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            cli_main(argv)
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_module_main_is_the_same_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pie_retriever.labeling.cli import module_main
+
+    missing = str(tmp_path / "missing.jsonl")
+    assert module_main(["label", missing]) == 2  # the old `python -m pie_retriever.labeling label POOL` spelling
+    assert module_main([missing]) == 2
+    assert capsys.readouterr().err.count("error:") == 2
+    with pytest.raises(SystemExit):
+        module_main(["agreement"])
+    assert "usage: python -m pie_retriever.labeling" in capsys.readouterr().err
