@@ -44,7 +44,7 @@ SET_SOURCES = {"ieb-eft": "eft_test", "ieb-ift": "ift_test"}
 
 #: Query backends of the speed section's per-backend rows (bench.speed_backends).
 BACKENDS: dict[str, str] = {
-    "torch": "the default model through transformers/torch (1 thread + fp32 for one query, all cores + bf16 for batches)",
+    "torch": "the default model through transformers/torch (fp32; 1 thread for one query, all cores for batches)",
     "onnx-int8": "the default model's dynamic-int8 ONNX export through onnxruntime (1 thread for one query); built once into the cache",
 }
 

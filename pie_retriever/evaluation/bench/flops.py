@@ -4,7 +4,7 @@
 * :func:`count_encoder_flops` — FLOPs of one ``encoder.encode`` call counted by ``torch.utils.flop_counter``
   (linear layers + attention, at the actual padded shapes), to turn a timing into achieved FLOP/s.
 * :func:`naive_encode` — the encoder's model run the simple way (texts in their given order, each batch
-  padded to its longest text, float32) as the baseline for the core's sorted-batch + bf16 path.
+  padded to its longest text, float32) as the baseline for the core's sorted-batch path (fp32 by default, bf16 opt-in).
 * :func:`encode_comparison` — texts/s of the core path against the naive one (and two mixed variants).
 """
 
@@ -114,8 +114,8 @@ def encode_comparison(encoder: Any, texts: Sequence[str], *, prompt: str = "pie"
 
 def _encode_comparison(encoder: Any, texts: Sequence[str], *, prompt: str, rounds: int, variants: Sequence[str],
                        progress: Any) -> dict[str, Any]:
-    """Texts/s of the core path (``encoder.encode``: length-sorted batches, bf16 autocast when the CPU has native
-    bf16) against the naive path (given order, pad-to-longest per batch, fp32), interleaved ``rounds`` times
+    """Texts/s of the core path (``encoder.encode``: length-sorted batches in the encoder's precision, fp32 unless
+    ``precision="bf16"``) against the naive path (given order, pad-to-longest per batch, fp32), interleaved ``rounds`` times
     (best round kept) so that machine-load drift hits every variant alike. Also returns the cosine agreement
     of the core vectors with the naive fp32 vectors and the FLOPs of each path."""
     texts = list(texts)
