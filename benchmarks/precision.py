@@ -4,7 +4,7 @@
 
 For each precision (``fp32``, ``bf16``; forced per encoder, whatever ``$PIE_PRECISION`` says):
 - throughput: 1,000 bundled-pool texts (the 249 demonstrations' embedded text, the 117 queries and the 48 templated
-  passages, cycled to 1,000) encoded as one batch call, best of ``--rounds`` interleaved rounds;
+  prompts (filled templates), cycled to 1,000) encoded as one batch call, best of ``--rounds`` interleaved rounds;
 - agreement with fp32 of the same texts: cosine min / mean; the same texts encoded alone vs in the batch (max
   absolute component difference): what a retriever sees between ``retrieve`` and ``retrieve_batch``;
 - top-4 agreement with fp32: the share of queries whose top-4 ids are the same set, on the bundled pool (117 queries
@@ -44,15 +44,6 @@ def _texts() -> tuple[list[str], list[str], list[str]]:
     queries = [q.instruction for q in load_bundled_queries()]
     templated = sorted({d.instruction for d in templated_set()[0]})[:48]
     return list(itertools.islice(itertools.cycle(pool + queries + templated), N_TEXTS)), pool, queries
-
-
-def _cpu() -> dict:
-    from pie_retriever.evaluation.bench.runner import machine_info
-
-    info = machine_info()
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    info["cpu_flags"] = sorted({f for f in ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni", "avx512f") if f in flags.split()})
-    return info
 
 
 def _top4(pool: np.ndarray, queries: np.ndarray | None) -> np.ndarray:
@@ -109,7 +100,7 @@ def measure(model: str, rounds: int, eft_texts: list[str] | None) -> dict:
 
 def render(result: dict) -> str:
     cpu = result["machine"]
-    lines = [f"CPU: {cpu.get('cpu', '?')}, flags {', '.join(cpu['cpu_flags']) or 'none of bf16/vnni'}; "
+    lines = [f"CPU: {cpu.get('cpu', '?')}, flags {', '.join(cpu['cpu_flags']) or 'none of note'}; "
              f"native bf16: {cpu.get('native_bf16')}; load {cpu.get('load_average')}",
              "", "| precision | texts/s (1,000 texts) | cosine to fp32 min / mean | alone vs batch, max abs | "
              "top-4 agreement bundled | top-4 agreement eft_test |", "|---|---:|---:|---:|---:|---:|"]
@@ -140,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"no {eft_path}: eft_test agreement skipped", file=sys.stderr)
     result = measure(args.model, args.rounds, eft)
-    result["machine"] = _cpu()
+    from pie_retriever.evaluation.bench.runner import machine_info
+
+    result["machine"] = machine_info()
+    result["onednn_max_cpu_isa"] = os.environ.get("ONEDNN_MAX_CPU_ISA")  # set to emulate a CPU without AMX / bf16
     print(render(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -68,7 +68,7 @@ class _AliasLoader(importlib.abc.Loader):
 
     def create_module(self, spec: Any) -> ModuleType:
         warnings.warn(f"{self.old} moved to {self.new}; import it from there (the old path will be removed in 0.3).",
-                      DeprecationWarning, stacklevel=6)
+                      DeprecationWarning, stacklevel=2)  # warnings skips the import system's frames
         module = importlib.import_module(self.new)
         self._spec = module.__spec__
         return module

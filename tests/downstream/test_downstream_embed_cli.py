@@ -45,6 +45,7 @@ def test_encode_cache_skips_the_encoder(tmp_path):
     a = encode_texts(["one", "two"], enc, cache_dir=tmp_path)
     calls = enc.calls
     b = encode_texts(["one", "two"], enc, cache_dir=tmp_path)
+    # exact: the second call reads the .npy the first one wrote (same bytes), it does not encode again
     assert enc.calls == calls and np.array_equal(a, b) and len(list(tmp_path.glob("*.npy"))) == 1
     encode_texts(["one", "three"], enc, cache_dir=tmp_path)
     assert enc.calls == calls + 1

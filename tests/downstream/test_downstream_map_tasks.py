@@ -48,7 +48,7 @@ def test_project_and_plot(tmp_path):
     x, labels = blobs(n_clusters=5, per=12)
     xy = project_2d(x, "tsne", seed=0)
     assert xy.shape == (60, 2) and xy.dtype == np.float32
-    assert np.array_equal(xy, project_2d(x, "tsne", seed=0))  # seeded
+    assert np.array_equal(xy, project_2d(x, "tsne", seed=0))  # exact: seeded, same array, same process and threads
     panels = [MapPanel(xy, labels, "a"), MapPanel(xy[:, ::-1].copy(), labels, "b")]
     skipped = plot_maps(panels, tmp_path / "m.png", panel_size=4)
     assert skipped == {"a": [], "b": []}

@@ -94,7 +94,7 @@ def test_add_delete_reconstruct_ids(lite):
     assert len(index) == 48
     _, got = index.search(x[:5], 1)
     assert 100 not in got and 101 not in got and got[2, 0] == 102
-    np.testing.assert_array_equal(index.reconstruct(np.array([110, 120])), x[[10, 20]])
+    np.testing.assert_array_equal(index.reconstruct(np.array([110, 120])), x[[10, 20]])  # exact: fp32 stored and read back
     _, got = index.search(x[:1], 4, allowed=np.array([120, 130]))
     assert set(got[0, :2]) == {120, 130} and (got[0, 2:] == -1).all()
     scores, got = index.search(x[:1], 60)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pie_retriever._util import atomic_write_text, library_versions
+from pie_retriever._util import NOTABLE_CPU_FLAGS, atomic_write_text, cpu_flags, cpu_model, library_versions
 from pie_retriever.errors import ConfigError
 from pie_retriever.evaluation.bench.cache import EncoderCache
 from pie_retriever.evaluation.bench.config import BM25_DESCRIPTION, BenchConfig, methods
@@ -25,23 +25,12 @@ __all__ = ["machine_info", "resolve_threads", "run_benchmark", "save_results", "
 Log = Callable[[str], None]
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info() -> dict[str, Any]:
     """CPU, cores, torch threads, platform, Python, load average, RAM and native bf16 of this machine."""
     import torch
 
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
@@ -60,6 +49,7 @@ def machine_info() -> dict[str, Any]:
     from pie_retriever.encoders.transformer import cpu_has_native_bf16
 
     info["native_bf16"] = cpu_has_native_bf16()
+    info["cpu_flags"] = sorted(set(NOTABLE_CPU_FLAGS) & cpu_flags())
     return info
 
 
