@@ -118,7 +118,15 @@ def check_query(query: Any) -> str:
     if not isinstance(query, str):
         msg = f"query must be a string, got {type(query).__name__} ({query!r:.60})."
         raise TypeError(msg)
+    from pie_retriever.errors import InvalidQueryError
+
     if not query.strip():
         msg = "query is empty; pass the instruction you want demonstrations for."
-        raise ValueError(msg)
+        raise InvalidQueryError(msg)
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        msg = (f"query is not valid Unicode text ({exc.reason} at position {exc.start}: {query[max(exc.start - 20, 0):exc.start]!r}); "
+               "fix the text (a lone surrogate often comes from decoding bytes with errors='surrogateescape').")
+        raise InvalidQueryError(msg) from None
     return query

@@ -19,6 +19,10 @@ class InvalidDemonstrationError(PIEError, ValueError):
     """A demonstration is missing its instruction or has a field of the wrong type."""
 
 
+class InvalidQueryError(PIEError, ValueError):
+    """A query that cannot be encoded: empty, or not valid Unicode text (a lone surrogate)."""
+
+
 class PoolFormatError(PIEError, ValueError):
     """A pool file cannot be read: malformed JSON/JSONL, wrong shape, or not UTF-8."""
 
@@ -33,6 +37,10 @@ class EmptyPoolError(PIEError, ValueError):
 
 class IndexLoadError(PIEError, ValueError):
     """A saved index folder is missing, foreign, tampered with, or from another format version."""
+
+
+class IndexSaveError(PIEError, OSError):
+    """An index could not be written (full disk, I/O error); the previous save of the folder is untouched."""
 
 
 class EncoderMismatchError(PIEError, ValueError):

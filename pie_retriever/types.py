@@ -166,10 +166,11 @@ def check_storable(demo: Demonstration, where: str) -> None:
                 msg = f"{where}: its {name} is not valid Unicode text ({exc.reason} at position {exc.start}); fix the text."
                 raise InvalidDemonstrationError(msg) from None
     try:
-        json.dumps(demo.metadata, ensure_ascii=False, allow_nan=True).encode("utf-8")
+        json.dumps(demo.metadata, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
-        msg = (f"{where}: its metadata cannot be saved as JSON ({type(exc).__name__}: {str(exc)[:120]}). "
-               "Use strings, numbers, booleans, None, lists and dicts with string keys.")
+        msg = (f"{where}: its metadata cannot be saved as JSON (strict) ({type(exc).__name__}: {str(exc)[:120]}). "
+               "Use strings, finite numbers, booleans, None, lists and dicts with string keys (NaN and infinity are "
+               "not JSON: use None for a missing value).")
         raise InvalidDemonstrationError(msg) from None
     bad = [k for k in demo.metadata if not isinstance(k, str)]
     if bad:

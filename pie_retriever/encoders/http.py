@@ -1,7 +1,7 @@
 """A small JSON client for an OpenAI-compatible server (vLLM's, or any other): retries, backoff, clear errors.
 
 :class:`ServerClient` talks to ``base_url`` with httpx (the ``serve`` extra), or through an ``openai.OpenAI``
-client you already have (its own retry and timeout settings are replaced by this client's). It is shared by
+client you already have (which keeps its own retry and timeout settings). It is shared by
 :class:`~pie_retriever.encoders.server.ServerEncoder` (``/v1/embeddings``) and the server-backed generator of
 :mod:`pie_retriever.integrations.openai_server` (``/v1/completions``, ``/v1/chat/completions``).
 
@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from pie_retriever._util import check_int
 from pie_retriever.errors import ConfigError, ServerError, UnknownModelError, require
 
-__all__ = ["RETRY_STATUSES", "ServerClient", "normalize_base_url"]
+__all__ = ["DEFAULT_MAX_REPLY_BYTES", "RETRY_STATUSES", "ServerClient", "normalize_base_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,23 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _START_HINT = ("Is the server running? For vLLM on CPU: python -m vllm.entrypoints.openai.api_server --model DIR "
                "--host 127.0.0.1 --port PORT (add --runner pooling for embeddings).")
+
+
+MAX_TIMEOUT = 600.0
+MAX_BACKOFF = 60.0
+MAX_RETRIES = 20
+#: Largest reply read (decoded bytes, so a gzip bomb stops here too): 256 MiB, about 4,000 embeddings of 4,096 floats.
+DEFAULT_MAX_REPLY_BYTES = 256 * 1024 * 1024
+
+
+def _seconds(value: Any, name: str, low: float, high: float, *, exclusive_low: bool = False) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
+    ok = ok and (value > low if exclusive_low else value >= low) and value <= high
+    if not ok:
+        bound = f"{'>' if exclusive_low else '>='} {low:g} and <= {high:g}"
+        msg = f"{name} must be a number of seconds {bound}, got {value!r}."
+        raise ConfigError(msg)
+    return float(value)
 
 
 def normalize_base_url(base_url: Any) -> str:
@@ -80,24 +97,26 @@ class ServerClient:
 
     Args:
         base_url: ``http://host:port/v1`` (``/v1`` is added when the URL has no path). Not needed with ``client``.
-        client: an ``openai.OpenAI`` client to send the requests through (then ``base_url`` and ``api_key``
-            come from it).
+        client: an ``openai.OpenAI`` client to send the requests through (then ``base_url``, ``api_key``, the
+            timeout and the retries are the client's own: ``timeout``/``max_retries``/``backoff`` here do not apply).
         api_key: sent as ``Authorization: Bearer``; default: ``$PIE_RETRIEVER_API_KEY``, then ``$OPENAI_API_KEY``.
-        timeout: seconds per attempt.
-        max_retries: further attempts after a connection error, a timeout or HTTP 429/5xx.
-        backoff: seconds before the first retry, doubled after each.
+        timeout: seconds for a whole attempt, reply body included (at most 600): a server that drips its reply
+            cannot hold a call longer.
+        max_retries: further attempts after a connection error, a timeout or HTTP 429/5xx (at most 20).
+        backoff: seconds before the first retry, doubled after each (at most 60).
+        max_reply_bytes: the largest reply read, counted after decompression (default 256 MiB).
     """
 
     def __init__(self, base_url: str | None = None, *, client: Any = None, api_key: str | None = None,
-                 timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            msg = f"timeout must be a positive number of seconds, got {timeout!r}."
-            raise ConfigError(msg)
-        if isinstance(backoff, bool) or not isinstance(backoff, (int, float)) or backoff < 0:
-            msg = f"backoff must be a number of seconds >= 0, got {backoff!r}."
-            raise ConfigError(msg)
-        self.timeout, self.backoff = float(timeout), float(backoff)
+                 timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5,
+                 max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
+        self.timeout = _seconds(timeout, "timeout", 0.0, MAX_TIMEOUT, exclusive_low=True)
+        self.backoff = _seconds(backoff, "backoff", 0.0, MAX_BACKOFF)
         self.max_retries = check_int(max_retries, "max_retries", minimum=0)
+        if self.max_retries > MAX_RETRIES:
+            msg = f"max_retries must be at most {MAX_RETRIES}, got {max_retries}."
+            raise ConfigError(msg)
+        self.max_reply_bytes = check_int(max_reply_bytes, "max_reply_bytes", minimum=1)
         self._openai = client
         if client is not None:
             if not (hasattr(client, "post") and hasattr(client, "base_url")):
@@ -120,26 +139,50 @@ class ServerClient:
 
     # -- one attempt -----------------------------------------------------------------------------------
     def _attempt_httpx(self, method: str, url: str, body: Any) -> Any:
+        """One request, read as a stream: the whole attempt (connect, headers, body) must end within ``timeout``
+        seconds, and at most ``max_reply_bytes`` decoded bytes are read (a larger reply is refused, not retried)."""
         import httpx
 
+        deadline = time.monotonic() + self.timeout
         try:
-            response = self._http.request(method, url, json=body)
+            with self._http.stream(method, url, json=body) as response:
+                raw = self._read_capped(response, deadline, url)
         except httpx.TimeoutException as exc:
             raise _Failure("timeout", f"no answer within {self.timeout:g} s") from exc
         except httpx.TransportError as exc:
             raise _Failure("connect", f"{type(exc).__name__}: {exc}") from exc
+        text = raw.decode("utf-8", errors="replace")
         if response.status_code >= 400:
-            raise _Failure("status", f"HTTP {response.status_code}", response.status_code, response.text)
+            raise _Failure("status", f"HTTP {response.status_code}", response.status_code, text)
         try:
-            return response.json()
-        except ValueError as exc:
-            raise _Failure("status", f"HTTP {response.status_code} with a body that is not JSON: {response.text[:120]!r}",
-                           response.status_code, response.text) from exc
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise _Failure("status", f"HTTP {response.status_code} with a body that is not JSON: {text[:120]!r}",
+                           response.status_code, text) from exc
+
+    def _read_capped(self, response: Any, deadline: float, url: str) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_reply_bytes:
+            raise self._too_large(url, f"declares {int(declared):,} bytes")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_reply_bytes:
+                raise self._too_large(url, f"is over {size:,} bytes once decoded")
+            if time.monotonic() > deadline:
+                raise _Failure("timeout", f"the reply did not finish within {self.timeout:g} s")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, url: str, what: str) -> ServerError:
+        msg = (f"The reply of {url} {what}, more than max_reply_bytes={self.max_reply_bytes:,}; refusing to read it. "
+               "Send fewer texts per request (batch_size), or raise max_reply_bytes if the server is yours.")
+        return ServerError(msg, url=url)
 
     def _attempt_openai(self, method: str, url: str, body: Any) -> Any:
         import openai
 
-        options = {"max_retries": 0, "timeout": self.timeout}
+        options: dict[str, Any] = {}  # the openai client's own timeout and retries apply (see request())
         try:
             if method == "GET":
                 return self._openai.get(url, cast_to=object, options=options)
@@ -157,12 +200,13 @@ class ServerClient:
         """``method`` ``path`` (relative to ``base_url``, or absolute) with retries; the parsed JSON answer."""
         url = path if path.startswith(("http://", "https://")) else self.base_url + "/" + path.lstrip("/")
         attempt_fn = self._attempt_openai if self._openai is not None else self._attempt_httpx
+        retries = 0 if self._openai is not None else self.max_retries  # an openai client retries by itself
         started = time.perf_counter()
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(retries + 1):
             try:
                 return attempt_fn(method, url, body)
             except _Failure as failure:
-                if not failure.retryable or attempt == self.max_retries:
+                if not failure.retryable or attempt == retries:
                     raise self._error(method, url, failure, attempt + 1, time.perf_counter() - started) from None
                 wait = self.backoff * (2 ** attempt)
                 logger.warning("%s %s: %s; retry %d/%d in %.1f s", method, url, failure.detail, attempt + 1, self.max_retries, wait)

@@ -27,6 +27,7 @@ from pie_retriever.encoders.base import Encoder, check_texts, l2_normalize
 from pie_retriever.encoders.export_card import EXPORT_CARD, read_export_card, source_fingerprint
 from pie_retriever.encoders.http import ServerClient
 from pie_retriever.encoders.prompts import apply_prompt, resolve_prompt
+from pie_retriever.encoders.replies import embeddings_from_reply
 from pie_retriever.errors import ConfigError, ServerError
 
 __all__ = ["ServerEncoder"]
@@ -164,13 +165,7 @@ class ServerEncoder(Encoder):
         if self.truncate_prompt_tokens is not None:
             body["truncate_prompt_tokens"] = self.truncate_prompt_tokens
         answer = self.client.post("embeddings", body)
-        rows = answer.get("data") if isinstance(answer, dict) else None
-        if not isinstance(rows, list) or len(rows) != len(texts):
-            got = len(rows) if isinstance(rows, list) else type(rows).__name__
-            msg = f"POST {self.client.base_url}/embeddings returned {got} embeddings for {len(texts)} inputs; is it an OpenAI-compatible embeddings endpoint?"
-            raise ServerError(msg, url=self.client.base_url + "/embeddings")
-        rows = sorted(rows, key=lambda r: r.get("index", 0))
-        return np.asarray([r["embedding"] for r in rows], dtype=np.float32)
+        return embeddings_from_reply(answer, len(texts), self.client.base_url + "/embeddings", self._dim)
 
     def encode(self, texts: Sequence[str], *, prompt: str | None = None, show_progress: bool | None = None) -> np.ndarray:
         texts = check_texts(texts)

@@ -61,6 +61,16 @@ class VectorIndex(ABC):
     def save(self, folder: Path) -> list[str]:
         """Write the index into ``folder``; return the file names written."""
 
+    def to_files(self) -> dict[str, bytes]:
+        """The bytes of the files ``save`` would write, ``{name: bytes}``, taken in memory so that a saver holds
+        the retriever's lock only for this copy (the disk writes happen after). Default: ``save`` into a
+        temporary folder and read it back; subclasses serialise directly."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="pie-index-") as tmp:
+            names = self.save(Path(tmp))
+            return {name: (Path(tmp) / name).read_bytes() for name in names}
+
     @classmethod
     @abstractmethod
     def from_files(cls, files: Mapping[str, bytes], dim: int, options: Mapping[str, Any]) -> VectorIndex:

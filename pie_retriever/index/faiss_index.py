@@ -190,6 +190,12 @@ class FaissIndex(VectorIndex):
             return [INDEX_FILE, DELETED_FILE]
         return [INDEX_FILE]
 
+    def to_files(self) -> dict[str, bytes]:
+        files = {INDEX_FILE: self.faiss.serialize_index(self.index).tobytes()}
+        if len(self._deleted):
+            files[DELETED_FILE] = _npy_bytes(self._deleted)
+        return files
+
     @classmethod
     def file_names(cls, options: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         return [INDEX_FILE], [DELETED_FILE]
@@ -265,3 +271,12 @@ def _deleted_ids(raw: bytes, index: FaissIndex) -> np.ndarray:
         msg = f"{DELETED_FILE} must be a 1-d int64 array of ids stored in {INDEX_FILE}."
         raise IndexLoadError(msg)
     return np.unique(deleted)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` in the .npy format (what ``np.save`` writes), in memory."""
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()

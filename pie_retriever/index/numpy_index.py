@@ -62,6 +62,16 @@ class NumpyIndex(VectorIndex):
         np.save(folder / IDS_FILE, ids, allow_pickle=False)
         return [VECTORS_FILE, IDS_FILE]
 
+    def to_files(self) -> dict[str, bytes]:
+        import io
+
+        out = {}
+        for name, array in ((VECTORS_FILE, self._data[1]), (IDS_FILE, self._data[0])):
+            buf = io.BytesIO()
+            np.save(buf, array, allow_pickle=False)
+            out[name] = buf.getvalue()
+        return out
+
     @classmethod
     def file_names(cls, options: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         return [VECTORS_FILE, IDS_FILE], []

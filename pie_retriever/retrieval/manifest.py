@@ -168,7 +168,10 @@ def parse_demonstrations(raw: bytes, manifest: dict, folder: Path) -> dict[int, 
         raise IndexLoadError(msg) from None
     demos: dict[int, Demonstration] = {}
     ids: set[str] = set()
-    for lineno, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"), start=1):
+    lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+    if lines == [""]:  # an empty pool was saved: the file has no line at all
+        lines = []
+    for lineno, line in enumerate(lines, start=1):
         where = f"{folder / DEMOS_FILE}, line {lineno}"
         label, demo = _parse_row(line, where, manifest["next_label"])
         if label in demos:

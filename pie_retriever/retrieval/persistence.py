@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pie_retriever._util import library_versions
-from pie_retriever.errors import EncoderMismatchError, IndexLoadError
+from pie_retriever.errors import EncoderMismatchError, IndexLoadError, IndexSaveError
 from pie_retriever.retrieval.manifest import (
     DEMOS_FILE,
     FORMAT_NAME,
@@ -163,20 +163,30 @@ def check_save_target(path: str | os.PathLike) -> Path:
     return target
 
 
+def _take_snapshot(retriever: Any) -> tuple[dict[str, bytes], dict[int, Any], int, dict[str, Any]]:
+    """Copy, under the read lock, what a save writes: index files (bytes), demonstrations, next label, content.
+
+    Only in-memory copies happen under the lock (a writer waiting behind a saver would hold up every new
+    reader of the phase-fair lock); serialising the demonstrations and the disk writes come after it."""
+    with retriever.snapshot() as (demos, next_label):
+        files = dict(retriever.index.to_files())
+        index_entry = {"kind": retriever.index.kind, "options": retriever.index.options()}
+        content, content_files = retriever._content_state(list(demos))
+    files.update(content_files)
+    return files, demos, next_label, {"index": index_entry, "content": content}
+
+
 def _write_snapshot(retriever: Any, folder: Path) -> None:
     """Write the index files, the demonstrations and the manifest of ``retriever`` into ``folder``."""
-    with retriever.snapshot() as (demos, next_label):
-        files = retriever.index.save(folder)
-        with (folder / DEMOS_FILE).open("w", encoding="utf-8") as fh:
-            for label, demo in demos.items():
-                row = demo.to_dict()
-                row["_label"] = label
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        index_kind, index_options = retriever.index.kind, retriever.index.options()
-        content, content_files = retriever._content_state(list(demos))
-        for name, data in content_files.items():
-            (folder / name).write_bytes(data)
-    files += [DEMOS_FILE, *content_files]
+    files, demos, next_label, state = _take_snapshot(retriever)
+    lines = []
+    for label, demo in demos.items():
+        row = demo.to_dict()
+        row["_label"] = label
+        lines.append(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+    files[DEMOS_FILE] = "".join(lines).encode("utf-8")
+    for name, data in files.items():
+        _write_file(folder / name, data)
     encoder = retriever.encoder
     manifest = {
         "format": FORMAT_NAME,
@@ -186,18 +196,29 @@ def _write_snapshot(retriever: Any, folder: Path) -> None:
         "dim": int(encoder.dim),
         "metric": "inner_product",
         "normalized": True,
-        "index": {"kind": index_kind, "options": index_options},
+        "index": state["index"],
         "embed_fields": list(retriever.embed_fields),
         "dedupe": retriever.dedupe,
         "count": len(demos),
         "next_label": next_label,
-        "files": {name: sha256_bytes((folder / name).read_bytes()) for name in files},
-        "content": content,
+        "files": {name: sha256_bytes(data) for name, data in files.items()},
+        "content": state["content"],
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-    for f in folder.iterdir():
-        with f.open("rb") as fh:
+    text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False)
+    _write_file(folder / MANIFEST, text.encode("utf-8"))
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write and fsync one file of a new index folder; a full disk or an I/O error is an IndexSaveError."""
+    try:
+        with path.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
             os.fsync(fh.fileno())
+    except OSError as exc:
+        msg = (f"Cannot write {path} ({exc.strerror or exc}); the previous save, if any, is untouched. "
+               "Free disk space or choose another folder.")
+        raise IndexSaveError(msg) from exc
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -301,11 +322,10 @@ def _read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     return manifest, files
 
 
-def _check_encoder(encoder: Any, manifest: dict[str, Any], folder: Path) -> Any:
+def _check_encoder(encoder: Any, saved: dict[str, Any], fingerprint: str, dim: int, folder: Path) -> Any:
+    """Build the encoder of the (already policy-checked) config ``saved`` unless one is given; check it matches."""
     from pie_retriever.encoders.base import encoder_from_config
 
-    saved = dict(manifest["encoder"])
-    fingerprint = saved.pop("fingerprint")
     if encoder is None:
         try:
             encoder = encoder_from_config(saved)
@@ -320,29 +340,45 @@ def _check_encoder(encoder: Any, manifest: dict[str, Any], folder: Path) -> Any:
             "pooling, or rebuild the index."
         )
         raise EncoderMismatchError(msg)
-    if encoder.dim != manifest["dim"]:
-        msg = f"Encoder dim {encoder.dim} does not match the index dim {manifest['dim']}."
+    if encoder.dim != dim:
+        msg = f"Encoder dim {encoder.dim} does not match the index dim {dim}."
         raise EncoderMismatchError(msg)
     return encoder
 
 
-def load_retriever(cls: type, path: str | os.PathLike, encoder: Any = None) -> Any:
-    """Load a folder written by :func:`save_retriever` into a new ``cls`` instance."""
+def load_retriever(cls: type, path: str | os.PathLike, encoder: Any = None, *, trust_remote_code: bool | None = None,
+                   allow_remote: Any = None) -> Any:
+    """Load a folder written by :func:`save_retriever` into a new ``cls`` instance.
+
+    The folder is untrusted: its manifest is checked against the caller's :class:`~pie_retriever.retrieval.trust.LoadPolicy`
+    (``trust_remote_code``, ``allow_remote``; ``None`` reads the caller's environment) before any encoder or
+    index is built."""
     from pie_retriever.index import index_from_files
+    from pie_retriever.retrieval.trust import LoadPolicy, check_encoder_config, check_index_options
+
+    policy = LoadPolicy.resolve(trust_remote_code, allow_remote)
 
     folder = Path(path).expanduser().absolute()
     if not folder.exists():
         with _folder_lock(folder, exclusive=True, required=False):
             _recover(folder)
+    if folder.exists() and not folder.is_dir():
+        msg = (f"{folder} is a file, not an index folder; give the folder written by PIERetriever.save() or "
+               "`pie-retriever index -o FOLDER`.")
+        raise IndexLoadError(msg)
     if not folder.is_dir():
         msg = f"Index folder {folder} does not exist. Build it first with `pie-retriever index POOL -o {folder}` or PIERetriever.save()."
         raise IndexLoadError(msg)
     with _folder_lock(folder, exclusive=False, required=False):
         manifest, files = _read_folder(folder)
+    check_index_options(manifest["index"]["kind"], manifest["index"]["options"], policy, folder)
+    saved = dict(manifest["encoder"])
+    fingerprint = saved.pop("fingerprint")
+    config = check_encoder_config(saved, policy, folder) if encoder is None else saved
     demos = parse_demonstrations(files.pop(DEMOS_FILE), manifest, folder)
     index = index_from_files(manifest["index"]["kind"], files, manifest["dim"], manifest["index"]["options"])
     validate_data(manifest, demos, index, folder)
-    encoder = _check_encoder(encoder, manifest, folder)
+    encoder = _check_encoder(encoder, config, fingerprint, manifest["dim"], folder)
     weight, scorer = _load_content(manifest, files, demos, folder)
     retriever = cls(encoder, index=index, embed_fields=manifest["embed_fields"], dedupe=manifest["dedupe"],
                     content_weight=weight, content_scorer=scorer)

@@ -225,9 +225,10 @@ class PIERetriever:
         pointing at the existing demonstration.
         """
         demos = self._prepare(demonstrations)
-        with self._lock.read():
-            self._check_ids_free(demos)
-            known = set(self._texts) if self.dedupe else set()
+        # No lock here: the checks below only save work (encoding a batch that would be refused or deduplicated);
+        # the write lock, taken once, checks again. dict.copy() and `in` are single steps under the GIL.
+        self._check_ids_free(demos)
+        known = self._texts.copy() if self.dedupe else {}
         todo, seen_text = [], set()
         for d in demos:
             text = d.text(self.embed_fields)
@@ -392,10 +393,24 @@ class PIERetriever:
         if not self._demos:
             msg = "The retriever is empty; add demonstrations before retrieving."
             raise EmptyPoolError(msg)
-        qv = self.encoder.encode_queries(queries, show_progress=show_progress)
+        qv = self._check_query_vectors(self.encoder.encode_queries(queries, show_progress=show_progress), queries)
         content = (weight, self.content.query_features(self._content_texts(queries, content_queries))) if weight > 0 else None
         with self._lock.read():
             return self._search(qv, k, flt, min_score, mmr, mmr_lambda, fetch_k, content)
+
+    def _check_query_vectors(self, qv: Any, queries: list[str]) -> np.ndarray:
+        """The encoder's query vectors, checked: shape ``(len(queries), dim)``, finite, not all zero."""
+        qv = np.asarray(qv)
+        if qv.shape != (len(queries), self.encoder.dim):
+            msg = f"The encoder returned query vectors of shape {qv.shape} for {len(queries)} queries; expected ({len(queries)}, {self.encoder.dim})."
+            raise EncoderMismatchError(msg)
+        bad = ~np.isfinite(qv).all(axis=1) | ~np.any(qv, axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            msg = (f"The encoder returned a NaN, infinite or all-zero vector for query {queries[i][:60]!r}; no result can be "
+                   "ranked by it. Check the encoder (a custom one must return finite, non-zero float vectors).")
+            raise EncoderMismatchError(msg)
+        return np.ascontiguousarray(qv, dtype=np.float32)
 
     @staticmethod
     def _content_texts(queries: list[str], content_queries: Sequence[str] | None) -> list[str]:
@@ -480,13 +495,19 @@ class PIERetriever:
         return save_retriever(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, encoder: Any = None) -> PIERetriever:
+    def load(cls, path: str | os.PathLike, encoder: Any = None, *, trust_remote_code: bool | None = None,
+             allow_remote: Any = None) -> PIERetriever:
         """Load a saved folder. Rebuilds the encoder from the manifest unless one is given; either way the
         encoder's fingerprint must match the one the index was built with. Every file is read once,
-        checked against the manifest's sha256 and validated before use."""
+        checked against the manifest's sha256 and validated before use.
+
+        The folder is untrusted input (:mod:`pie_retriever.retrieval.trust`): nothing it names runs, is contacted
+        or is sent a key unless the caller allows it. ``trust_remote_code=True`` allows model code and engine
+        options beyond the safe list; ``allow_remote=True`` (or a list of URLs) lets the manifest's server URL
+        or Milvus URI be used. ``None`` reads ``$PIE_TRUST_REMOTE_CODE`` / ``$PIE_ALLOW_REMOTE``, else False."""
         from pie_retriever.retrieval.persistence import load_retriever
 
-        return load_retriever(cls, path, encoder)
+        return load_retriever(cls, path, encoder, trust_remote_code=trust_remote_code, allow_remote=allow_remote)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[tuple[dict[int, Demonstration], int]]:

@@ -14,7 +14,7 @@ from fake_openai_server import DIM, FakeServer, closed_port_url, hash_vector
 from pie_retriever.encoders.base import ENCODER_TYPES, encoder_from_config
 from pie_retriever.encoders.prompts import PIE_PROMPT, apply_prompt
 from pie_retriever.encoders.server import ServerEncoder
-from pie_retriever.errors import ConfigError, EncoderMismatchError, ServerError, UnknownModelError
+from pie_retriever.errors import ConfigError, EncoderMismatchError, IndexLoadError, ServerError, UnknownModelError
 
 FAST = {"max_retries": 2, "backoff": 0.01, "timeout": 5.0}
 
@@ -89,7 +89,9 @@ def test_config_round_trip_and_index_save_load(server, small_pool, tmp_path):
     retriever = PIERetriever.from_demonstrations(small_pool, enc)
     hits = retriever.retrieve("Write a poem about the ocean.", k=2)
     retriever.save(tmp_path / "idx")
-    loaded = PIERetriever.load(tmp_path / "idx")  # rebuilds the ServerEncoder from the manifest
+    with pytest.raises(IndexLoadError, match="allow_remote"):  # the folder alone does not choose where queries go
+        PIERetriever.load(tmp_path / "idx")
+    loaded = PIERetriever.load(tmp_path / "idx", allow_remote=[server.base_url])  # rebuilds the ServerEncoder from the manifest
     assert isinstance(loaded.encoder, ServerEncoder)
     assert [h.id for h in loaded.retrieve("Write a poem about the ocean.", k=2)] == [h.id for h in hits]
     # an index built with one served model does not load with another
@@ -156,7 +158,7 @@ def test_bad_options(server):
         ServerEncoder("fake-model", "127.0.0.1:8000")
     with pytest.raises(ConfigError, match="truncate_prompt_tokens must be"):
         ServerEncoder("fake-model", server.base_url, truncate_prompt_tokens=0)
-    with pytest.raises(ConfigError, match="timeout must be a positive number"):
+    with pytest.raises(ConfigError, match="timeout must be a number of seconds > 0"):
         ServerEncoder("fake-model", server.base_url, timeout=0)
     with pytest.raises(TypeError, match="single string"):
         ServerEncoder("fake-model", server.base_url, **FAST).encode("one string")

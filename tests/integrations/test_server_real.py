@@ -109,7 +109,7 @@ def test_index_with_the_served_model_saves_and_reloads(servers, reference_encode
     print(f"bundled queries: identical top-4 lists {same:.3f}; task P@4 through the server {p4:.3f}")
     assert same >= 0.95
     served.save(tmp_path / "idx")
-    loaded = PIERetriever.load(tmp_path / "idx")  # rebuilds the ServerEncoder from the manifest and checks it
+    loaded = PIERetriever.load(tmp_path / "idx", allow_remote=True)  # rebuilds the ServerEncoder from the manifest and checks it
     assert loaded.encoder.config()["type"] == "server"
     assert [h.id for h in loaded.retrieve(texts[0], k=4)] == [h.id for h in served_hits[0]]
     with pytest.raises(EncoderMismatchError, match="Encoder mismatch"):  # an index of the served model needs that model
