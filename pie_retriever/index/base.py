@@ -128,3 +128,28 @@ def int_option(options: Mapping[str, Any], name: str, default: int, low: int, hi
         msg = f"index option {name}={value!r:.40} is invalid; expected an integer in [{low}, {high}]."
         raise ConfigError(msg)
     return value
+
+
+def load_npy(raw: bytes, name: str) -> np.ndarray:
+    """A plain ``.npy`` array from bytes, refusing pickles and a header that declares more data than the file
+    holds (which would otherwise ask for that much memory before failing)."""
+    import io
+
+    from pie_retriever.errors import IndexLoadError
+
+    buf = io.BytesIO(raw)
+    try:
+        version = np.lib.format.read_magic(buf)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(buf)
+        need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if dtype.hasobject or need > len(raw) - buf.tell():
+            what = "objects (a pickle)" if dtype.hasobject else f"{need:,} bytes of data but holds {len(raw) - buf.tell():,}"
+            msg = f"{name} is not a plain numpy array file: it declares {what}; refusing to load it."
+            raise IndexLoadError(msg)
+        return np.load(io.BytesIO(raw), allow_pickle=False)
+    except IndexLoadError:
+        raise
+    except (ValueError, OSError, EOFError, TypeError) as exc:
+        msg = f"{name} is not a plain numpy array file ({exc})."
+        raise IndexLoadError(msg) from exc

@@ -17,7 +17,7 @@ import numpy as np
 from pie_retriever._threads import resolve_threads
 from pie_retriever._util import check_choice
 from pie_retriever.errors import ConfigError, IndexLoadError
-from pie_retriever.index.base import VectorIndex, exact_topk, int_option, pad_results
+from pie_retriever.index.base import VectorIndex, exact_topk, int_option, load_npy, pad_results
 
 INDEX_FILE = "index.faiss"
 DELETED_FILE = "deleted.npy"
@@ -225,9 +225,12 @@ class FaissIndex(VectorIndex):
     def from_files(cls, files: Mapping[str, bytes], dim: int, options: Mapping[str, Any], kind: str = "flat") -> FaissIndex:
         index = cls(dim, kind=kind, **{"vectors": LEGACY_VECTORS, **options})
         try:
-            loaded = index.faiss.deserialize_index(np.frombuffer(files[INDEX_FILE], dtype=np.uint8))
+            loaded = _read_guarded(index.faiss, files[INDEX_FILE])
         except RuntimeError as exc:
             msg = f"{INDEX_FILE} is not a readable faiss index ({str(exc).splitlines()[0][:120]})."
+            raise IndexLoadError(msg) from exc
+        except MemoryError as exc:  # a size field far beyond the file: faiss asked for that much memory
+            msg = f"{INDEX_FILE} declares more data than it holds ({len(files[INDEX_FILE]):,} bytes); refusing to load it."
             raise IndexLoadError(msg) from exc
         inner = index._check_inner(loaded)
         if loaded.d != dim or inner.metric_type != index.faiss.METRIC_INNER_PRODUCT:
@@ -261,11 +264,7 @@ def omp_threads(faiss: Any, n: int) -> Iterator[None]:
 
 
 def _deleted_ids(raw: bytes, index: FaissIndex) -> np.ndarray:
-    try:
-        deleted = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        msg = f"{DELETED_FILE} is not a plain numpy array file ({exc})."
-        raise IndexLoadError(msg) from exc
+    deleted = load_npy(raw, DELETED_FILE)
     stored = index.faiss.vector_to_array(index.index.id_map)
     if deleted.ndim != 1 or deleted.dtype != np.int64 or not np.isin(deleted, stored).all():
         msg = f"{DELETED_FILE} must be a 1-d int64 array of ids stored in {INDEX_FILE}."
@@ -275,8 +274,42 @@ def _deleted_ids(raw: bytes, index: FaissIndex) -> np.ndarray:
 
 def _npy_bytes(array: np.ndarray) -> bytes:
     """``array`` in the .npy format (what ``np.save`` writes), in memory."""
-    import io
 
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     return buf.getvalue()
+
+
+_CHUNK = 1 << 20
+_SLACK = 1 << 20  # header fields that are not lengths (dim, code size, the constant 2**20) stay below this
+
+
+def _read_guarded(faiss: Any, raw: bytes) -> Any:
+    """``faiss.deserialize_index`` that refuses a size field larger than the rest of the file.
+
+    faiss reads a vector's length (8 bytes) and allocates (and zero-fills) that much before reading the data,
+    so a tampered length of 2**34 costs 16 GB and tens of seconds before the read fails. Here every 8-byte read
+    is checked before faiss sees it: a length cannot exceed the bytes left by more than 1 MiB (the slack lets
+    header fields that are not lengths pass, so at most 8 x (file + 1 MiB) bytes can be asked for). Reads that
+    are data rather than a length (the tail of a chunked read, the element of a one-to-eight-element vector) are
+    not checked."""
+    state = {"pos": 0, "prev": None, "prev_n": 0}
+
+    def read(n: int) -> bytes:
+        pos = state["pos"]
+        chunk = raw[pos:pos + n]
+        state["pos"] = pos + len(chunk)
+        if n == 8 and len(chunk) == 8 and state["prev_n"] != _CHUNK and state["prev"] not in (1, 2, 4, 8):
+            value = int.from_bytes(chunk, "little")
+            if value > len(raw) - state["pos"] + _SLACK:
+                msg = f"a length field of {value:,} at byte {pos} is larger than the {len(raw) - state['pos']:,} bytes left"
+                raise ValueError(msg)
+        state["prev"] = int.from_bytes(chunk, "little") if n == 8 and len(chunk) == 8 else None
+        state["prev_n"] = n
+        return chunk
+
+    try:
+        return faiss.read_index(faiss.PyCallbackIOReader(read, _CHUNK))
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RuntimeError(first.split("ValueError: ")[-1][:200]) from exc

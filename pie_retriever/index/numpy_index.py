@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from pie_retriever.errors import IndexLoadError
-from pie_retriever.index.base import VectorIndex, exact_topk
+from pie_retriever.index.base import VectorIndex, exact_topk, load_npy
 
 VECTORS_FILE = "vectors.npy"
 IDS_FILE = "ids.npy"
@@ -63,7 +63,6 @@ class NumpyIndex(VectorIndex):
         return [VECTORS_FILE, IDS_FILE]
 
     def to_files(self) -> dict[str, bytes]:
-        import io
 
         out = {}
         for name, array in ((VECTORS_FILE, self._data[1]), (IDS_FILE, self._data[0])):
@@ -92,8 +91,4 @@ class NumpyIndex(VectorIndex):
 
 
 def _array(raw: bytes, name: str) -> np.ndarray:
-    try:
-        return np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:  # object arrays (pickle) are refused by allow_pickle=False
-        msg = f"{name} is not a plain numpy array file ({exc})."
-        raise IndexLoadError(msg) from exc
+    return load_npy(raw, name)

@@ -36,6 +36,26 @@ def _add_threads_argument(p: argparse.ArgumentParser) -> None:
                    help="torch intra-op threads for encoding (default: 1 for a single query, every core for a batch)")
 
 
+def _add_trust_arguments(p: argparse.ArgumentParser) -> None:
+    """``--allow-remote`` / ``--trust-remote-code``: what a loaded index folder may cause (docs/reliability.md)."""
+    p.add_argument("--allow-remote", action="append", default=None, metavar="URL",
+                   help="let the index's own server URL or Milvus URI be used (repeatable; 'all' for any). By default "
+                        "an index folder cannot choose where queries or your API key go ($PIE_ALLOW_REMOTE)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow an index whose encoder needs model code or engine options beyond the safe list "
+                        "($PIE_TRUST_REMOTE_CODE); only for folders you trust")
+
+
+def _load(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """``PIERetriever.load`` of ``args.index_dir`` under the policy of the trust flags."""
+    from pie_retriever.retrieval.retriever import PIERetriever
+    from pie_retriever.retrieval.trust import policy_arguments
+
+    policy = policy_arguments(getattr(args, "allow_remote", None), getattr(args, "trust_remote_code", False))
+    return PIERetriever.load(args.index_dir, trust_remote_code=policy.trust_remote_code,
+                             allow_remote=policy.allow_remote, **kwargs)
+
+
 # -- index ---------------------------------------------------------------------------------------------
 def add_index_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pool", help="pool file: JSONL, JSON list, Alpaca JSON, or IEB {label: {samples}} JSON")
@@ -136,6 +156,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="with one QUERY: the text whose content should match (e.g. the query's input; default: the query)")
     p.add_argument("--batch-size", type=int, default=256, help="queries per encoder call with --queries (default: %(default)s)")
     _add_threads_argument(p)
+    _add_trust_arguments(p)
 
 
 def parse_filters(items: Sequence[str]) -> dict[str, list[str]] | None:
@@ -244,13 +265,12 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     from pie_retriever._threads import apply_threads
-    from pie_retriever.retrieval.retriever import PIERetriever
 
     _check_search_args(args)
     options = {"k": args.k, "filter": parse_filters(args.filter), "min_score": args.min_score, "mmr": args.mmr,
                "content_weight": args.content_weight}
     queries = read_queries(args.queries) if args.queries is not None else None
-    retriever = PIERetriever.load(args.index_dir)
+    retriever = _load(args)
     if queries is not None:
         return _search_many(retriever, queries, args, options)
     apply_threads(args.threads, 1)
@@ -264,17 +284,17 @@ def add_add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pool", help="pool file of demonstrations to add (same formats as `index`)")
     p.add_argument("--label-field", default=None, help="copy this field to metadata.task")
     _add_threads_argument(p)
+    _add_trust_arguments(p)
 
 
 def run_add(args: argparse.Namespace) -> int:
     from pie_retriever._threads import apply_threads
     from pie_retriever.pool.pools import load_pool
     from pie_retriever.retrieval.persistence import check_save_target
-    from pie_retriever.retrieval.retriever import PIERetriever
 
     check_save_target(args.index_dir)
     demos = load_pool(args.pool, label_field=args.label_field)
-    retriever = PIERetriever.load(args.index_dir)
+    retriever = _load(args)
     before = len(retriever)
     apply_threads(args.threads, len(demos))
     retriever.add(demos, show_progress=True)
@@ -290,13 +310,13 @@ def run_add(args: argparse.Namespace) -> int:
 def add_delete_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index_dir", metavar="INDEX", help="index folder written by `pie-retriever index` (updated atomically)")
     p.add_argument("ids", nargs="+", metavar="ID", help="ids of the demonstrations to delete (unknown ids: error, nothing deleted)")
+    _add_trust_arguments(p)
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    from pie_retriever.retrieval.retriever import PIERetriever
 
     # Deleting embeds nothing: a stand-in with the saved encoder's config and fingerprint avoids loading the model.
-    retriever = PIERetriever.load(args.index_dir, encoder=_saved_encoder(args.index_dir))
+    retriever = _load(args, encoder=_saved_encoder(args.index_dir))
     removed = retriever.delete(list(dict.fromkeys(args.ids)))
     path = retriever.save(args.index_dir)
     print(f"Deleted {removed} demonstrations; {len(retriever)} left → {path}", file=sys.stderr)
