@@ -52,7 +52,7 @@ def test_non_finite_metadata_is_refused_at_add_and_never_written(tmp_path, value
     for name in ("manifest.json", "demonstrations.jsonl"):
         text = (tmp_path / "idx" / name).read_text()
         for line in text.splitlines() if name.endswith("jsonl") else [text]:
-            json.loads(line, parse_constant=lambda c: pytest.fail(f"{name} holds {c}"))
+            json.loads(line, parse_constant=lambda c, where=name: pytest.fail(f"{where} holds {c}"))
 
 
 def test_a_full_disk_during_save_is_a_clear_error_and_the_previous_save_stays(tmp_path, monkeypatch):
