@@ -4,6 +4,7 @@
     python benchmarks/lock_fairness.py                        # current code → results/lock_fairness.json
     python benchmarks/lock_fairness.py --code /tmp/old --out results/lock_fairness_before.json
     python benchmarks/lock_fairness.py --seconds 3 --big 20000   # a quicker run
+    python benchmarks/lock_fairness.py --render                  # the table of docs/reliability.md
 
 Scenarios, each in its own process (``--code DIR`` first on PYTHONPATH measures another checkout):
   small   2,000 demonstrations (HashingEncoder, 64-d), for each index kind: 4 reader threads alone, then the
@@ -98,13 +99,42 @@ def _run(code: str | None, args: list[str], timeout: float) -> dict:
     raise RuntimeError(f"worker failed (rc {proc.returncode}): {proc.stderr[-2000:]}")
 
 
+_LOADS = {("none", "0"): "nothing (readers alone)", ("unpaced", "0"): "a writer looping add(5)+delete(5), unpaced",
+          ("paced", "1"): "a writer paced at 20 ms + a saver looping save()",
+          ("paced", "1.0"): "a writer paced at 20 ms + a saver pausing 1 s"}
+
+
+def render(before: Path, after: Path) -> str:
+    """The before/after table of docs/reliability.md from two runs' JSON files."""
+    rows = {name: json.loads(path.read_text())["rows"] for name, path in (("before", before), ("after", after))}
+
+    def alone(run: list[dict], r: dict) -> dict:
+        return next(x for x in run if (x["index"], x["demos"], x["writer"], x["saver"]) == (r["index"], r["demos"], "none", "0"))
+
+    def cells(run: list[dict], r: dict) -> str:
+        base = alone(run, r)
+        share = "" if base is r else f" ({r['qps'] / base['qps']:.0%})"
+        return f"{r['qps']:,.0f}{share} | {r['p50_ms']:.2f} / {r['p99_ms']:.1f} / {r['max_ms']:.0f}"
+
+    out = ["| index | demos | next to 4 readers | before: readers q/s (share of alone) | p50 / p99 / max ms "
+           "| after: readers q/s (share of alone) | p50 / p99 / max ms |", "|---|---:|---|---:|---|---:|---|"]
+    for rb, ra in zip(rows["before"], rows["after"]):
+        out.append(f"| {ra['index']} | {ra['demos']:,} | {_LOADS[(ra['writer'], ra['saver'])]} | {cells(rows['before'], rb)} "
+                   f"| {cells(rows['after'], ra)} |")
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--code", help="checkout to measure instead of this one")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "lock_fairness.json")
+    ap.add_argument("--render", action="store_true", help="print the before/after table from results/lock_fairness*.json")
     a = ap.parse_args()
+    if a.render:
+        print(render(ROOT / "results" / "lock_fairness_before.json", ROOT / "results" / "lock_fairness.json"))
+        return 0
     rows = []
     scenarios = [(kind, 2000, 64, mode, "0") for kind in ("flat", "hnsw", "numpy") for mode in ("none", "unpaced")]
     # saver: "0" none, "1" saving in a loop, "1.0" a save then a 1 s pause
