@@ -20,11 +20,33 @@ METHODS: dict[str, str] = {
     "lora": "LoRA adapters (peft) on the attention and feed-forward projections; small artifact",
     "full": "full fine-tuning; the artifact stores fp16 weight deltas of every parameter (~45 MB for MiniLM)",
 }
-PRECISIONS: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16 autocast (weights and optimizer stay fp32)"}
+PRECISIONS: dict[str, str] = {
+    "auto": "bf16 where the CPU has native bf16 instructions (avx512_bf16 or amx_bf16) or on a GPU, else fp32",
+    "fp32": "float32",
+    "bf16": "bfloat16 autocast (weights and optimizer stay fp32); on a CPU without native bf16 it is emulated, ~25x slower than fp32",
+}
 SOURCES: dict[str, str] = {
     "ift_test": "IEB ift_test.json with its gold labels (938 labels, disjoint from eft_test)",
     "eft_train_unsup": "IEB eft_train_unsup.json with silver verb|noun labels from pie_retriever.labeling",
 }
+
+
+def resolve_training_precision(precision: str, device: str = "cpu") -> str:
+    """The precision a run uses: ``auto`` is ``bf16`` on a GPU or a CPU with native bf16, else ``fp32``.
+
+    Measured on 2 cores (an MLP step of MiniLM's width, 3,072 rows): native bf16 0.16 s vs fp32 0.46 s; the same
+    bf16 autocast with AVX2 kernels only (``ATEN_CPU_CAPABILITY=avx2``), as on a CPU without bf16, 13 s."""
+    if precision != "auto":
+        return precision
+    if device != "cpu":
+        return "bf16"
+    import torch
+
+    from pie_retriever.encoders.transformer import cpu_has_native_bf16
+
+    # the flags say what the CPU has; torch's kernel level what it uses (ATEN_CPU_CAPABILITY=avx2 caps it)
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return "bf16" if cpu_has_native_bf16() and kernels not in ("DEFAULT", "NO AVX", "AVX2") else "fp32"
 
 
 def _choice(name: str, value: Any, registry: Mapping[str, str]) -> None:
@@ -73,7 +95,7 @@ class TrainingArguments:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
-    precision: str = "bf16"
+    precision: str = "auto"
     seed: int = 0
     threads: int | None = None
     max_minutes: float | None = None

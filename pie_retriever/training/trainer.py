@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from pie_retriever._util import library_versions
 from pie_retriever.errors import TrainingConfigError, TrainingDataError
-from pie_retriever.training.args import TrainingArguments
+from pie_retriever.training.args import TrainingArguments, resolve_training_precision
 from pie_retriever.training.data import LabelledSet, TripletSampler, build_training_set
 
 logger = logging.getLogger(__name__)
@@ -276,8 +276,11 @@ def _setup(args: TrainingArguments, output_dir: str | Path, data: LabelledSet | 
     trainable, optimizer, scheduler = _setup_optimizer(args, model, total)
     prepared = [apply_prompt(encoder.prompt, _truncate_words(t, args.max_instruction_words)) for t in data.texts]
     token_ids = encoder.tokenizer(prepared, truncation=True, max_length=encoder.max_length)["input_ids"]
-    autocast = torch.autocast("cpu" if encoder.device == "cpu" else "cuda", dtype=torch.bfloat16,
-                              enabled=args.precision == "bf16")
+    precision = resolve_training_precision(args.precision, encoder.device)
+    data_report["precision"] = precision
+    if precision != args.precision:
+        logger.info("precision=auto: training in %s on this %s", precision, "CPU" if encoder.device == "cpu" else "device")
+    autocast = torch.autocast("cpu" if encoder.device == "cpu" else "cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
     return _Run(args=args, output_dir=output_dir, data_report=data_report, label_ids=label_ids, sampler=sampler,
                 total=total, encoder=encoder, model=model, base_state=base_state, trainable=trainable,
                 n_trainable=sum(p.numel() for p in trainable), optimizer=optimizer, scheduler=scheduler,
