@@ -51,10 +51,13 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "gpu_memory_utilization": (0.01, 1.0),
     "tensor_parallel_size": (1, 64),
     "seed": (0, 2**32 - 1),
+    "swap_space": (0, 1024),  # GiB of CPU swap for the KV cache
+    "kv_cache_memory_bytes": (1 << 20, 1 << 40),
 }
 # vLLM engine kwargs a manifest may carry without trust_remote_code (none of them loads code or files)
 SAFE_ENGINE_KWARGS = frozenset({"dtype", "max_model_len", "enforce_eager", "seed", "gpu_memory_utilization",
-                                "max_num_seqs", "max_num_batched_tokens", "tensor_parallel_size", "pooler_config"})
+                                "max_num_seqs", "max_num_batched_tokens", "tensor_parallel_size", "pooler_config",
+                                "swap_space", "kv_cache_memory_bytes"})
 _TRUTHY = {"1", "true", "yes", "on", "all", "*"}
 
 

@@ -144,7 +144,7 @@ def _saver(c: _Checker, folder: Path, stop: float) -> None:
     while time.perf_counter() < stop:
         try:
             c.r.save(folder)
-            loaded = PIERetriever.load(folder, encoder=c.r.encoder)
+            loaded = PIERetriever.load(folder, encoder=c.r.encoder, allow_remote=True)  # our own save (a Milvus .db lives beside)
             if len(loaded) != len(loaded.index):
                 raise AssertionError(f"loaded {len(loaded)} demonstrations but {len(loaded.index)} vectors")
             with c.lock:
