@@ -1,4 +1,4 @@
-"""Command line: ``pie-retriever index|search|add|delete|demo|label|train|eval|bench`` and ``--version``.
+"""Command line: ``pie-retriever index|search|add|delete|demo|label|train|eval|bench|serve`` and ``--version``.
 
 A dispatcher only: each subcommand lives in a module with ``add_arguments(parser)`` and ``run(args) -> int``
 (or ``add_<name>_arguments``/``run_<name>`` for a module serving several, such as :mod:`pie_retriever.retrieval.cli`);
@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("pie_retriever.downstream.cli:compare", "dataset task correlation: coverage and Wasserstein heatmaps of several pools"),
     "map": ("pie_retriever.downstream.cli:map", "draw a 2-D task map of a pool or index (UMAP / t-SNE), groups named by verb|noun"),
     "tasks": ("pie_retriever.downstream.cli:tasks", "discover the task clusters of an unlabelled pool, named by verb|noun"),
+    "serve": ("pie_retriever.service.cli", "serve saved indexes over HTTP: search, few-shot prompts, durable writes (extra `serve`)"),
 }
 
 
