@@ -59,6 +59,10 @@ class OnnxNotBuiltError(UnknownModelError):
         self.source, self.quantize = source, quantize
 
 
+class ModelIntegrityError(PIEError, ValueError):
+    """A model file's bytes differ from the sha256 its card recorded (an ONNX export edited or damaged after export)."""
+
+
 class PromptError(PIEError, ValueError):
     """A prompt template has missing or unknown placeholders."""
 

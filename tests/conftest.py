@@ -9,6 +9,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Indexes built with a torch model load with torch in the suite: the torch-free query path (an fp32 ONNX export built
+# into the cache at the first load, ~20 s per model) is tested in tests/encoders/test_torch_free_load.py, which
+# clears this for its own module; elsewhere it would rebuild exports in every fresh cache.
+os.environ.setdefault("PIE_ENCODER_RUNTIME", "torch")
 
 REPO = Path(__file__).resolve().parents[1]
 

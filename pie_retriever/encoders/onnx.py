@@ -10,6 +10,7 @@ on first use).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -20,11 +21,21 @@ import numpy as np
 from pie_retriever._threads import resolve_threads
 from pie_retriever._util import check_int
 from pie_retriever.encoders.base import Encoder, check_texts, l2_normalize, warn_if_truncated
-from pie_retriever.encoders.models import DEFAULT_ONNX_MODEL, ONNX_CARD, ONNX_MODEL, TOKENIZER_FILE, file_fingerprint, resolve_model
+from pie_retriever.encoders.models import (
+    DEFAULT_ONNX_MODEL,
+    ONNX_CARD,
+    ONNX_MODEL,
+    TOKENIZER_FILE,
+    file_fingerprint,
+    file_sha256,
+    resolve_model,
+)
 from pie_retriever.encoders.prompts import apply_prompt, resolve_prompt
-from pie_retriever.errors import ConfigError, UnknownModelError, require
+from pie_retriever.errors import ConfigError, ModelIntegrityError, UnknownModelError, require
 
-__all__ = ["OnnxEncoder", "check_onnx_options"]
+__all__ = ["OnnxEncoder", "check_onnx_options", "verify_export_files"]
+
+logger = logging.getLogger(__name__)
 
 class OnnxEncoder(Encoder):
     """Embed instructions with an ONNX export (see :mod:`pie_retriever.encoders.onnx_export`).
@@ -52,16 +63,17 @@ class OnnxEncoder(Encoder):
             raise UnknownModelError(msg)
         self.folder: Path = resolved.path
         self.card: dict[str, Any] = resolved.extra["onnx"]
+        self.threads = None if threads is None else check_int(threads, "threads")
+        self._sessions: dict[int, Any] = {}
+        self._session_lock = threading.Lock()
+        verify_export_files(self.folder, self.card)
         self.prompt = resolve_prompt(prompt if prompt is not None else self.card["prompt"])
         self.query_prompt = resolve_prompt(query_prompt if query_prompt is not None else self.card["query_prompt"])
         self.pooling = self.card["pooling"]
         limit = int(self.card.get("max_positions") or self.card["max_length"])
         self.max_length = min(check_int(max_length if max_length is not None else self.card["max_length"], "max_length", minimum=8), limit)
         self.batch_size = check_int(batch_size, "batch_size")
-        self.threads = None if threads is None else check_int(threads, "threads")
         self._pad = int(self.card["pad_token_id"])
-        self._sessions: dict[int, Any] = {}
-        self._session_lock = threading.Lock()
         self._load_tokenizers()
         self._fingerprint = self._compute_fingerprint()
 
@@ -165,6 +177,30 @@ class OnnxEncoder(Encoder):
                 mask[row, :len(ids[i])] = 1
             out[idx] = sess.run(["embedding"], {"input_ids": input_ids, "attention_mask": mask})[0]
         return l2_normalize(out)
+
+
+def verify_export_files(folder: Path, card: dict[str, Any]) -> None:
+    """Check the export's files against the sha256 its card recorded (``files_sha256``, cards of version 2 on);
+    raise :class:`~pie_retriever.errors.ModelIntegrityError` naming the file that differs. The fingerprint of an
+    export covers only the file's size and first and last MiB, so without this an export edited in place (bytes
+    zeroed in the middle, same size) would load and give other vectors. Cards written before version 2 have no
+    hashes and are loaded unchecked (re-export to get them)."""
+    hashes = card.get("files_sha256")
+    if not isinstance(hashes, dict) or not hashes:
+        logger.debug("ONNX export %s has no files_sha256 in its card (made before card version 2): not verified", folder)
+        return
+    for name, expected in sorted(hashes.items()):
+        path = Path(folder) / str(name)
+        if Path(str(name)).name != str(name) or not path.is_file():
+            msg = f"ONNX export {folder} lists {name!r} in its card's files_sha256, but it is not a file of the folder; re-export it."
+            raise ModelIntegrityError(msg)
+        actual = file_sha256(path)
+        if actual != expected:
+            msg = (f"ONNX export {folder}: {name} was modified after export (its sha256 {actual[:16]}... differs from the "
+                   f"{str(expected)[:16]}... its card {ONNX_CARD} recorded), so its vectors are no longer the ones the "
+                   "fingerprint stands for; refusing to load it. Delete the folder and re-export it (a cached export is "
+                   "rebuilt at next use once deleted).")
+            raise ModelIntegrityError(msg)
 
 
 def check_onnx_options(pooling: str | None, precision: str | None) -> None:

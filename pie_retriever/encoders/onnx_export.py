@@ -33,12 +33,21 @@ import numpy as np
 
 from pie_retriever._cache import cache_dir, file_lock
 from pie_retriever._util import atomic_write_text, check_choice, library_versions
-from pie_retriever.encoders.models import ONNX_CARD, ONNX_CARD_FORMAT, ONNX_MODEL, TOKENIZER_FILE, folder_fingerprint, onnx_cache_folder
+from pie_retriever.encoders.models import (
+    ONNX_CARD,
+    ONNX_CARD_FORMAT,
+    ONNX_MODEL,
+    TOKENIZER_FILE,
+    onnx_cache_folder,
+    onnx_files_sha256,
+    weights_fingerprint,
+)
 from pie_retriever.errors import ConfigError, require
 
 __all__ = ["MATCH_TOLERANCE", "ONNX_CARD", "ONNX_MODEL", "QUANTIZE", "TOKENIZER_FILE", "cache_dir", "cached_export", "export_onnx"]
 
-CARD_VERSION = 1
+#: 2: the card records ``files_sha256`` (sha256 of model.onnx and tokenizer.json), verified at every load.
+CARD_VERSION = 2
 QUANTIZE: dict[str, str] = {
     "int8": "dynamic int8 quantisation (onnxruntime.quantization.quantize_dynamic: QInt8 weights, per-channel scales)",
     "none": "fp32, as the torch model",
@@ -147,14 +156,14 @@ def _save_tokenizer(encoder: Any, folder: Path) -> None:
     tok.save(str(folder / TOKENIZER_FILE))
 
 
-def _card(encoder: Any, quantize: str, weights: str, agreement: dict[str, Any]) -> dict[str, Any]:
+def _card(encoder: Any, quantize: str, weights: str, agreement: dict[str, Any], hashes: dict[str, str]) -> dict[str, Any]:
     return {
         "format": ONNX_CARD_FORMAT, "version": CARD_VERSION, "source": encoder.model_spec, "source_weights": weights,
         "source_fingerprint": encoder.fingerprint, "kind": encoder.resolved.kind, "prompt": encoder.prompt,
         "query_prompt": encoder.query_prompt, "pooling": encoder.pooling, "max_length": encoder.max_length,
         "max_positions": int(getattr(encoder.model.config, "max_position_embeddings", 0) or encoder.max_length), "dim": encoder.dim, "pad_token_id": int(encoder.tokenizer.pad_token_id), "quantize": quantize,
         "opset": OPSET, "agreement": agreement, "matches_source": agreement["cosine_min"] >= MATCH_TOLERANCE,
-        "match_tolerance": MATCH_TOLERANCE, "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "match_tolerance": MATCH_TOLERANCE, "files_sha256": hashes, "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "library_versions": library_versions(("pie-retriever", "torch", "transformers", "onnx", "onnxruntime", "tokenizers")),
     }
 
@@ -228,11 +237,13 @@ def export_onnx(model_spec: Any = None, out_dir: str | os.PathLike | None = None
             _quantize_int8(fp32, tmp / ONNX_MODEL)
             fp32.unlink()
         _save_tokenizer(encoder, tmp)
-        weights = folder_fingerprint(encoder.resolved.path, encoder.resolved.artifact)
-        provisional = _card(encoder, quantize, weights, {"cosine_min": 0.0})
+        weights = weights_fingerprint(encoder.resolved)  # the torch encoder's (an unchanged HF export reuses its source's)
+        hashes = onnx_files_sha256(tmp)
+        provisional = _card(encoder, quantize, weights, {"cosine_min": 0.0}, hashes)
         atomic_write_text(tmp / ONNX_CARD, json.dumps(provisional, indent=1))
         agreement = _agreement(encoder, tmp, list(probe_texts or PROBE_TEXTS))
-        atomic_write_text(tmp / ONNX_CARD, json.dumps(_card(encoder, quantize, weights, agreement), indent=1, ensure_ascii=False))
+        card = _card(encoder, quantize, weights, agreement, hashes)
+        atomic_write_text(tmp / ONNX_CARD, json.dumps(card, indent=1, ensure_ascii=False))
         if out.exists():
             shutil.rmtree(out)
         os.rename(tmp, out)
