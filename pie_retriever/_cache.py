@@ -24,21 +24,18 @@ def cache_dir() -> Path:
 
 @contextlib.contextmanager
 def file_lock(lock_path: Path) -> Iterator[None]:
-    """Exclusive advisory lock across processes (``fcntl.flock``); a no-op where fcntl is missing."""
+    """Exclusive lock across processes and threads (``filelock.FileLock``: ``flock`` on POSIX, ``msvcrt`` on
+    Windows), on the file ``lock_path``. Logs once when it has to wait for another builder."""
+    from filelock import FileLock, Timeout
+
     lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path, is_singleton=False)
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        logger.warning("fcntl is unavailable: building %s without an inter-process lock", lock_path.parent)
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info("Waiting for another process building into %s (lock %s)", lock_path.parent, lock_path)
+        lock.acquire()
+    try:
         yield
-        return
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            logger.info("Waiting for another process building into %s (lock %s)", lock_path.parent, lock_path)
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        lock.release()

@@ -56,7 +56,7 @@ ROOMS: list[tuple[str, tuple[str, ...]]] = [
     ("bench", ("evaluation.bench", "bench")),
     ("downstream", ("downstream",)),
     ("integrations", ("integrations",)),
-    ("service", ("service",)),
+    ("service", ("service", "client")),
     ("app", ("", "cli", "demo", "__main__")),
 ]
 PREFIXES: dict[str, str] = {f"{PACKAGE}.{p}" if p else PACKAGE: room for room, prefixes in ROOMS for p in prefixes}

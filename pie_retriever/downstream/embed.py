@@ -46,7 +46,8 @@ class Items:
 
 
 def make_encoder(model: Any = None) -> Encoder:
-    """An :class:`Encoder` from ``None`` (the library default, ``pie-minilm``), a model spec string, or an encoder."""
+    """An :class:`Encoder` from ``None`` (the library default, :data:`~pie_retriever.encoders.models.DEFAULT_MODEL`,
+    ``pie-minilm-lc``), a model spec string, or an encoder."""
     if isinstance(model, Encoder):
         return model
     if model is not None and not isinstance(model, (str, os.PathLike)):
@@ -98,9 +99,10 @@ def is_index_folder(path: str | os.PathLike) -> bool:
 
 def _from_index(path: str | os.PathLike) -> Items:
     """The demonstrations and stored vectors of a saved index (no re-encoding)."""
+    from pie_retriever.retrieval.cli import saved_encoder
     from pie_retriever.retrieval.retriever import PIERetriever
 
-    retriever = PIERetriever.load(path)
+    retriever = PIERetriever.load(path, encoder=saved_encoder(path))  # stored vectors only: no model to load
     with retriever.snapshot() as (by_label, _):  # demonstrations and vectors of the same moment
         labels = np.fromiter(by_label, dtype=np.int64, count=len(by_label))
         vectors = retriever.index.reconstruct(labels)
@@ -152,7 +154,7 @@ def silver_labels(texts: Sequence[str], *, cache: str | os.PathLike | None = Non
     texts = list(texts)
     known: dict[str, str] = {}
     if cache is not None and Path(cache).is_file():
-        known = json.loads(Path(cache).read_text(encoding="utf-8"))
+        known = _read_labels_cache(Path(cache))
     todo = sorted({t for t in texts if t not in known})
     if todo:
         known.update(zip(todo, label_instructions(todo)))
@@ -161,3 +163,20 @@ def silver_labels(texts: Sequence[str], *, cache: str | os.PathLike | None = Non
 
             atomic_write_text(cache, json.dumps(known, ensure_ascii=False))
     return [known[t] for t in texts]
+
+
+def _read_labels_cache(path: Path) -> dict[str, str]:
+    """A ``--labels-cache`` file: a JSON object ``{instruction: "verb|noun"}``, else ConfigError saying what it holds."""
+    from pie_retriever.errors import ConfigError
+
+    fix = "pass another --labels-cache file (it is written as {instruction: label}) or delete this one."
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        msg = f"--labels-cache {path}: not a JSON file ({exc}); {fix}"
+        raise ConfigError(msg) from None
+    if not isinstance(known, dict) or not all(isinstance(v, str) for v in known.values()):
+        what = type(known).__name__ if not isinstance(known, dict) else "an object with non-string labels"
+        msg = f"--labels-cache {path}: holds a JSON {what}, not an object {{instruction: \"verb|noun\"}}; {fix}"
+        raise ConfigError(msg)
+    return known

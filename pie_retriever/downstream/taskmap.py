@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from pie_retriever._threads import threads_for
 from pie_retriever._util import check_choice
-from pie_retriever.downstream._threads import threads_for
 from pie_retriever.downstream.labels_layout import place_labels
 from pie_retriever.errors import ConfigError
 

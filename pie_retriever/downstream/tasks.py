@@ -58,13 +58,16 @@ def discover_tasks(texts: Sequence[str], vectors: np.ndarray, *, n_clusters: int
 def format_table(result: dict[str, Any], *, limit: int | None = None, width: int = 60) -> str:
     """A plain-text table of discovered tasks: rank, name, size, share, purity, one example."""
     rows = result["clusters"][:limit] if limit else result["clusters"]
-    name_w = max([len("task")] + [len(r["name"]) for r in rows])
-    lines = [f"{'#':>4}  {'task':<{name_w}}  {'size':>6}  {'share':>6}  {'purity':>6}  example",
-             f"{'-' * 4}  {'-' * name_w}  {'-' * 6}  {'-' * 6}  {'-' * 6}  {'-' * 7}"]
+    name_w = max([len("task")] + [len(r["name"]) + 2 for r in rows])
+    gold = "gold" in result  # purity against the pool's own labels (pie_retriever.downstream.task_quality)
+    lines = [f"{'#':>4}  {'task':<{name_w}}  {'size':>6}  {'share':>6}  {'purity':>6}  " + ("  gold  " if gold else "") + "example",
+             f"{'-' * 4}  {'-' * name_w}  {'-' * 6}  {'-' * 6}  {'-' * 6}  " + ("------  " if gold else "") + f"{'-' * 7}"]
     for i, r in enumerate(rows, 1):
         ex = r["examples"][0].replace("\n", " ") if r["examples"] else ""
         ex = ex if len(ex) <= width else ex[: width - 1] + "…"
-        lines.append(f"{i:>4}  {r['name']:<{name_w}}  {r['size']:>6}  {r['share']:>6.1%}  {r['purity']:>6.2f}  {ex}")
+        name = r["name"] + (" !" if r.get("low_purity") else "")
+        g = "" if not gold else ("     –  " if r.get("gold_purity") is None else f"{r['gold_purity']:>6.2f}  ")
+        lines.append(f"{i:>4}  {name:<{name_w}}  {r['size']:>6}  {r['share']:>6.1%}  {r['purity']:>6.2f}  {g}{ex}")
     more = len(result["clusters"]) - len(rows)
     if more > 0:
         lines.append(f"… and {more} more clusters")

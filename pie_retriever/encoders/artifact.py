@@ -6,9 +6,12 @@ An artifact folder holds ``pie_artifact.json``::
      "type": "lora" | "delta", "files": {"lora": "lora.safetensors", "delta": "delta.safetensors",
      "head": "head.safetensors"}, "lora": {"r": 32, "alpha": 32, "scaling": 1.0}, "training": {...}}
 
-* ``lora.safetensors``: for each adapted linear module ``<name>``, tensors ``<name>.lora_A`` (r × in)
-  and ``<name>.lora_B`` (out × r), fp16. Loading merges ``W += scaling · B @ A`` in fp32 — no peft needed
-  at inference time.
+* LoRA, written as a PEFT adapter: ``adapter_model.safetensors`` with ``base_model.model.<name>.lora_A.weight``
+  (r × in) and ``...lora_B.weight`` (out × r) for each adapted linear module ``<name>``, fp16, and
+  ``adapter_config.json`` (``peft_type: LORA``, ``r``, ``lora_alpha``, ``target_modules``), so
+  ``peft.PeftModel.from_pretrained(base_model, folder)`` loads it. Artifacts written before (the shipped models)
+  hold ``lora.safetensors`` with ``<name>.lora_A`` / ``<name>.lora_B``; both are read. Loading merges
+  ``W += scaling · B @ A`` in fp32 — no peft needed at inference time.
 * ``delta.safetensors``: ``<parameter name>`` → fp16 difference to add to the base parameter.
 * ``head.safetensors`` (optional): ``weight`` (out × in) and optional ``bias`` of a linear projection
   applied to pooled vectors.
@@ -26,8 +29,8 @@ from typing import Any, Mapping
 
 from pie_retriever.errors import ArtifactError
 
-__all__ = ["ARTIFACT_MANIFEST", "ARTIFACT_TYPES", "FILES", "FORMAT_NAME", "FORMAT_VERSION", "ArtifactError",
-           "apply_artifact", "read_manifest"]
+__all__ = ["ARTIFACT_MANIFEST", "ARTIFACT_TYPES", "FILES", "FORMAT_NAME", "FORMAT_VERSION", "PEFT_CONFIG", "PEFT_FILE",
+           "PEFT_PREFIX", "ArtifactError", "apply_artifact", "lora_pairs", "read_manifest"]
 
 ARTIFACT_MANIFEST = "pie_artifact.json"
 FORMAT_NAME = "pie-artifact"
@@ -38,6 +41,31 @@ ARTIFACT_TYPES: dict[str, str] = {
     "head": "only a linear projection head on pooled vectors",
 }
 FILES = {"lora": "lora.safetensors", "delta": "delta.safetensors", "head": "head.safetensors"}
+#: The PEFT adapter layout that training writes (``lora.safetensors`` above is the older layout, still read).
+PEFT_FILE = "adapter_model.safetensors"
+PEFT_CONFIG = "adapter_config.json"
+PEFT_PREFIX = "base_model.model."
+
+
+def lora_pairs(tensors: Mapping[str, Any], source: str = FILES["lora"]) -> dict[str, tuple[Any, Any]]:
+    """``{module name: (A, B)}`` from a LoRA file in either layout: PEFT's ``base_model.model.<name>.lora_A.weight``
+    or the older ``<name>.lora_A``. ArtifactError when a module lacks one of its pair."""
+    found: dict[str, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        name = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
+        name = name[: -len(".weight")] if name.endswith((".lora_A.weight", ".lora_B.weight")) else name
+        module, _, part = name.rpartition(".")
+        if part not in ("lora_A", "lora_B") or not module:
+            msg = f"{source}: tensor {key!r} is not a LoRA weight (expected '<module>.lora_A' / '<module>.lora_B')."
+            raise ArtifactError(msg)
+        found.setdefault(module, {})[part] = value
+    pairs = {}
+    for module, parts in sorted(found.items()):
+        if set(parts) != {"lora_A", "lora_B"}:
+            msg = f"{source}: module {module!r} needs both '.lora_A' and '.lora_B'."
+            raise ArtifactError(msg)
+        pairs[module] = (parts["lora_A"], parts["lora_B"])
+    return pairs
 
 
 def read_manifest(artifact_dir: str | os.PathLike) -> dict[str, Any]:
@@ -102,15 +130,9 @@ def apply_artifact(model: Any, artifact_dir: str | os.PathLike) -> tuple[Any, An
     applied = 0
     with torch.no_grad():
         if (meta.get("files") or {}).get("lora") or meta.get("type") == "lora":
-            tensors = _load_tensors(artifact_dir / files["lora"])
             scaling = float((meta.get("lora") or {}).get("scaling", 1.0))
-            names = sorted({k.rsplit(".", 1)[0] for k in tensors})
-            for name in names:
-                a, b = tensors.get(f"{name}.lora_A"), tensors.get(f"{name}.lora_B")
+            for name, (a, b) in lora_pairs(_load_tensors(artifact_dir / files["lora"]), files["lora"]).items():
                 module = modules.get(name)
-                if a is None or b is None:
-                    msg = f"{files['lora']}: module {name!r} needs both '.lora_A' and '.lora_B'."
-                    raise ArtifactError(msg)
                 if module is None or not hasattr(module, "weight"):
                     msg = f"Artifact {artifact_dir} adapts module {name!r}, which the base model does not have; is 'base' right ({meta['base']!r})?"
                     raise ArtifactError(msg)

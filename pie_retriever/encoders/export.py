@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from pie_retriever._util import check_choice, check_int, library_versions
-from pie_retriever.encoders.export_card import EXPORT_CARD, EXPORT_FORMAT_NAME, EXPORT_FORMAT_VERSION, files_digest
+from pie_retriever._util import apply_default_permissions, check_choice, check_int, library_versions
+from pie_retriever.encoders.export_card import EXPORT_CARD, EXPORT_FORMAT_NAME, EXPORT_FORMAT_VERSION, files_digest, model_card_markdown
 from pie_retriever.encoders.models import DEFAULT_MODEL, MODEL_ALIASES, ResolvedModel, resolve_model, weights_fingerprint
 from pie_retriever.encoders.prompts import prompt_name, resolve_prompt
 from pie_retriever.errors import ConfigError
@@ -155,13 +155,28 @@ def _write_st_config(folder: Path, *, hidden: int, pooling: str, head: Any, max_
     _write_json(folder / "config_sentence_transformers.json", {
         "__version__": {"sentence_transformers": versions.get("sentence-transformers", "2.0.0"),
                         "transformers": versions.get("transformers", ""), "pytorch": versions.get("torch", "")},
-        "prompts": prompts or {}, "default_prompt_name": None, "similarity_fn_name": "cosine",
+        # default_prompt_name: encode() without prompt_name= applies the prompt, so the folder alone reproduces the vectors
+        "prompts": prompts or {}, "default_prompt_name": "query" if prompts and prompts["query"] else None,
+        "similarity_fn_name": "cosine",
     })
     return dim
 
 
+def _check_prompt(template: str, client_prompt: bool) -> dict[str, str] | None:
+    """The folder's sentence-transformers prompts; a template they cannot express is refused unless ``client_prompt``."""
+    prompts = st_prompts(template)
+    if prompts is None and not client_prompt:
+        msg = (f"The prompt {prompt_name(template)!r} ({template[:60]!r}...) has text after {{instruction}}; sentence-transformers "
+               "prompts can only put text before it, so SentenceTransformer(folder).encode() would give other vectors than "
+               "this library (cosine 0.46-0.58 measured for 'pie'). Export with --prompt plain or a prefix-only template "
+               "such as 'Task: {instruction}', or pass --client-prompt (client_prompt=True) to write the folder for clients "
+               "that apply the prompt themselves (ServerEncoder, TransformerEncoder); its README.md then says so.")
+        raise ConfigError(msg)
+    return prompts
+
+
 def _write_hf(resolved: ResolvedModel, folder: Path, *, prompt: str | None = None, pooling: str | None = None,
-              max_length: int = 256) -> dict[str, Any]:
+              max_length: int = 256, client_prompt: bool = False) -> dict[str, Any]:
     """Write the merged Hugging Face + sentence-transformers folder into ``folder`` (empty); return card fields."""
     pooling = pooling or resolved.default_pooling
     if pooling not in ST_POOLING_MODES:
@@ -169,12 +184,12 @@ def _write_hf(resolved: ResolvedModel, folder: Path, *, prompt: str | None = Non
                f"{', '.join(ST_POOLING_MODES)}); 'last2' averages two layers, which neither can do. Pass pooling='last' (--pooling last).")
         raise ConfigError(msg)
     template = resolve_prompt(prompt if prompt is not None else resolved.default_prompt)
+    prompts = _check_prompt(template, client_prompt)
     model, head = _merged_model(resolved)
     model_max = int(getattr(model.config, "max_position_embeddings", None) or max_length)
     max_length = min(check_int(max_length, "max_length", minimum=8), model_max)
     model.save_pretrained(str(folder))
     tokenizer_files = _copy_tokenizer(resolved.path, folder)
-    prompts = st_prompts(template)
     dim = _write_st_config(folder, hidden=int(model.config.hidden_size), pooling=pooling, head=head,
                            max_length=max_length, prompts=prompts)
     return {
@@ -256,16 +271,8 @@ def _common_card(model_spec: str, resolved: ResolvedModel, fmt: str) -> dict[str
     return card
 
 
-def _default_permissions(folder: Path) -> None:
-    """mkdtemp makes a 0700 folder and some writers make 0600 files: give everything the umask's permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
 def _move_into_place(tmp: Path, target: Path) -> None:
-    _default_permissions(tmp)
+    apply_default_permissions(tmp, like=target)  # mkdtemp's 0700 → the umask's modes; a replaced folder's are kept
     old = None
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -278,13 +285,15 @@ def _move_into_place(tmp: Path, target: Path) -> None:
 
 def export_hf(model_spec: str = DEFAULT_MODEL, out_dir: str | os.PathLike | None = None, *, prompt: str | None = None,
               pooling: str | None = None, max_length: int = 256, overwrite: bool = False,
-              ieb_results: str | os.PathLike | Mapping[str, Any] | None = None) -> Path:
+              ieb_results: str | os.PathLike | Mapping[str, Any] | None = None, client_prompt: bool = False) -> Path:
     """The ``hf`` format: a merged Hugging Face + sentence-transformers folder with its card; returns the folder.
 
     ``prompt``/``pooling``: default the model's. ``max_length`` goes to ``sentence_bert_config.json`` (vLLM's
     ``max_model_len`` for the folder). ``ieb_results``: an ``eval ieb`` results JSON (or its parsed mapping)
     whose row for ``model_spec`` is copied into the card. The folder is written to a temporary sibling and
     renamed into place; an existing non-empty ``out_dir`` is replaced only with ``overwrite=True``.
+    A prompt sentence-transformers cannot express (text after ``{instruction}``, like ``pie``) is refused unless
+    ``client_prompt=True``. The folder gets a model card, ``README.md``.
     """
     target = _check_target(out_dir, overwrite)
     resolved = resolve_model(model_spec)
@@ -293,10 +302,11 @@ def export_hf(model_spec: str = DEFAULT_MODEL, out_dir: str | os.PathLike | None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
     try:
-        card.update(_write_hf(resolved, tmp, prompt=prompt, pooling=pooling, max_length=max_length))
+        card.update(_write_hf(resolved, tmp, prompt=prompt, pooling=pooling, max_length=max_length, client_prompt=client_prompt))
         if ieb is not None:
             card["ieb"] = ieb
         card.setdefault("ieb", None)
+        (tmp / "README.md").write_text(model_card_markdown(card, target.name), encoding="utf-8")
         card["fingerprint"] = {"source": weights_fingerprint(resolved), "files": files_digest(tmp)}
         card["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         card["library_versions"] = library_versions()
@@ -339,6 +349,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", default=None, choices=["int8", "none"],
                    help="onnx: weight quantisation (default: int8, dynamic per-channel; none keeps fp32)")
     p.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    p.add_argument("--client-prompt", action="store_true",
+                   help="hf: allow a prompt sentence-transformers cannot apply (text after {instruction}, e.g. pie); "
+                        "clients must apply it themselves")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another option of the format's export function (VALUE parsed as JSON when it can be); repeatable")
 
@@ -351,6 +364,8 @@ def _cli_options(args: argparse.Namespace) -> dict[str, Any]:
             options[key] = getattr(args, key)
     if args.overwrite:
         options["overwrite"] = True
+    if getattr(args, "client_prompt", False):
+        options["client_prompt"] = True
     if args.quantize is not None:
         if args.format == "hf":
             msg = "--quantize applies to --format onnx (the hf export keeps the model's weights); drop --quantize or add --format onnx."

@@ -29,7 +29,7 @@ from typing import Any
 
 from pie_retriever.errors import ArtifactError
 
-__all__ = ["EXPORT_CARD", "EXPORT_FORMAT_NAME", "EXPORT_FORMAT_VERSION", "files_digest", "read_export_card",
+__all__ = ["EXPORT_CARD", "EXPORT_FORMAT_NAME", "EXPORT_FORMAT_VERSION", "files_digest", "model_card_markdown", "read_export_card",
            "source_fingerprint"]
 
 logger = logging.getLogger(__name__)
@@ -110,3 +110,31 @@ def source_fingerprint(folder: str | os.PathLike, card: dict[str, Any]) -> str |
         )
         return None
     return source
+
+
+def model_card_markdown(card: dict[str, Any], name: str) -> str:
+    """The folder's ``README.md``: what it is, how to load it so the vectors match, and where it came from."""
+    prompt_line = {
+        "sentence-transformers prompts": "sentence-transformers applies the prompt itself (`default_prompt_name` in "
+                                         "`config_sentence_transformers.json`): plain `model.encode(texts)` gives the "
+                                         "library's vectors.",
+    }.get(card.get("prompt_applied_by", ""), "**The client must apply the prompt**: format each text with the template "
+                                            "below before encoding; sentence-transformers cannot (text after `{instruction}`).")
+    ieb = card.get("ieb") or {}
+    figures = ", ".join(f"{k} {v}" for k, v in ieb.items() if k in ("p@1", "p@4", "mrr", "ari", "iis_spearman")) or "not recorded"
+    return "\n".join([
+        "---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity",
+        "tags: [sentence-transformers, feature-extraction, pie-retriever, instruction-embedding]", "---", "",
+        f"# {name}", "",
+        f"An instruction encoder exported by `pie-retriever export` from `{card.get('source')}` (base `{card.get('base')}`): "
+        "it embeds instructions by the task they ask for, for few-shot demonstration retrieval.", "",
+        "```python", "from sentence_transformers import SentenceTransformer", "",
+        f'model = SentenceTransformer("{name}")',
+        'vectors = model.encode(["Write a haiku about the sea."])  # unit length, cosine similarity', "```", "",
+        f"- Prompt `{card.get('prompt_name')}`: `{card.get('prompt')!r}`. {prompt_line}",
+        f"- Pooling `{card.get('pooling')}`, {card.get('dim')}-d, normalised; max length {card.get('max_length')} tokens.",
+        f"- Trained artifact: `{card.get('artifact')}`; recipe in `{EXPORT_CARD}`.",
+        f"- IEB eft_test (leave-one-out): {figures}.",
+        f"- vLLM: `LLM(model=\"{name}\", runner=\"pooling\")` reads `modules.json` and `1_Pooling`.",
+        "", f"`{EXPORT_CARD}` holds the full card (fingerprints, library versions).", "",
+    ])

@@ -41,8 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default=None, help="default prompt (pie, plain or a template) for every --model")
     p.add_argument("--no-clustering", action="store_true", help="skip KMeans (the slowest protocol for TF-IDF)")
     p.add_argument("--seed", type=int, default=0, help="KMeans random_state (default: %(default)s, the paper's)")
-    p.add_argument("--output", "-o", default="results/ieb_eval.json", help="results JSON (default: %(default)s)")
+    p.add_argument("--output", "-o", default="ieb_eval.json",
+                   help="results JSON (default: %(default)s in the current folder; an existing file needs --force or --merge)")
     p.add_argument("--merge", action="store_true", help="keep results of other methods already in --output (same name is replaced)")
+    p.add_argument("--force", action="store_true", help="replace an existing --output (such as the shipped results/ieb_eval.json)")
+    p.add_argument("--check", nargs="?", const="", default=None, metavar="DIR",
+                   help="only check that DIR (default: --data / $PIE_IEB_DIR) holds the four IEB files eval, bench and "
+                        "train read, and say where to get the missing ones; evaluates nothing")
 
 
 def parse_model(spec: str) -> tuple[str, dict[str, Any]]:
@@ -149,7 +154,15 @@ def run(args: argparse.Namespace) -> int:
     from pie_retriever.evaluation.ieb import evaluate
     from pie_retriever.evaluation.rankers import BM25Ranker, TfidfRanker
 
+    if args.check is not None:
+        from pie_retriever.evaluation.ieb_check import check_ieb_folder
+
+        return check_ieb_folder(args.check or args.data)
     data = _data_dir(args.data)
+    from pie_retriever._util import check_output_target
+
+    check_output_target(args.output, inputs=[str(data / n) for n in ("eft_test.json", "intention_similarity_test.json")],
+                        force=args.force or args.merge, flag="--output")  # before the models load, not after
     models = [parse_model(m) for m in args.model]
     if not models and not (args.bm25 or args.tfidf):
         from pie_retriever.encoders.models import DEFAULT_MODEL

@@ -115,18 +115,15 @@ def label_instructions(
     variants = [rules.prepare(t) for t in items]
     out = [FALLBACK_LABEL] * len(items)
     todo = [i for i, p in enumerate(variants) if rules.is_parsable(p)]
-    if show_progress is None:
-        show_progress = len(todo) > 2000
-    docs: Iterator[Any] = nlp.pipe((variants[i] for i in todo), batch_size=batch_size)
-    if show_progress:
-        try:
-            from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-            docs = iter(tqdm(docs, total=len(todo), desc="labelling", unit="instr"))
-        except ImportError:  # pragma: no cover
-            pass
-    for i, doc in zip(todo, docs):
-        out[i] = rules.label_doc(doc)
+    # None: a bar for more than 2,000 texts, and only on a terminal (tqdm's disable=None); the `with` closes it.
+    disable = (None if len(todo) > 2000 else True) if show_progress is None else not show_progress
+    docs: Iterator[Any] = nlp.pipe((variants[i] for i in todo), batch_size=batch_size)
+    with tqdm(total=len(todo), desc="labelling", unit="instr", disable=disable) as bar:
+        for i, doc in zip(todo, docs):
+            out[i] = rules.label_doc(doc)
+            bar.update(1)
     return out
 
 

@@ -17,13 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pie_retriever._util import atomic_write_text
+from pie_retriever.errors import PoolFormatError
 from pie_retriever.labeling.api import label_agreement
 from pie_retriever.labeling.rules import normalize_space
 
 __all__ = ["add_arguments", "main", "module_main", "run"]
 
 
-def main(pool_path: str, output: str | None = None, field: str = "instruction", overwrite: bool = False) -> int:
+def main(pool_path: str, output: str | None = None, field: str = "instruction", overwrite: bool = False,
+         force: bool = False) -> int:
     """Label the demonstrations of a pool file that have no ``metadata.task`` yet and write JSONL.
 
     ``pool_path`` is any pool file :func:`pie_retriever.pool.pools.load_pool` reads (JSONL, a JSON list of objects or
@@ -31,21 +33,19 @@ def main(pool_path: str, output: str | None = None, field: str = "instruction", 
     metadata key. An existing ``metadata.task`` is never replaced unless ``overwrite=True`` (then a label that
     changes is kept as ``metadata.gold_task``). With ``output=None`` it prints ``label<TAB>instruction`` lines
     (existing labels as they are). Prints how many labels were added; returns 0, or 2 on a bad input file.
+    ``output`` may not be the pool file itself nor a file inside an index folder, nor exist unless ``force``.
     """
-    from pie_retriever.errors import PoolFormatError
+    from pie_retriever._util import check_output_target
     from pie_retriever.labeling.api import label_demonstrations
     from pie_retriever.pool.pools import load_pool
 
     path = Path(pool_path)
     try:
+        check_output_target(output, inputs=[pool_path], force=force)
         demos = load_pool(path)
         labelled, counts = label_demonstrations(demos, field=field, overwrite=overwrite)
-    except PoolFormatError as exc:
-        print(f"error: {path}: {exc}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (PoolFormatError, OSError, ValueError) as exc:
+        return _input_error(path, exc)
     if output is None:
         for d in labelled:
             print(f"{d.metadata['task']}\t{normalize_space(d.instruction)}")
@@ -54,6 +54,15 @@ def main(pool_path: str, output: str | None = None, field: str = "instruction", 
         output = str(atomic_write_text(output, "".join(lines)))
     print(_summary(counts, overwrite, output), file=sys.stderr)
     return 0
+
+
+def _input_error(path: Path, exc: BaseException) -> int:
+    """One ``pie-retriever label: error: ...`` line naming the file once; returns 2."""
+    message = str(exc)
+    if isinstance(exc, PoolFormatError) and str(path) not in message:
+        message = f"{path}: {message}"
+    print(f"pie-retriever label: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _summary(counts: dict[str, int], overwrite: bool, output: str | None) -> str:
@@ -77,6 +86,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with 'agreement': IEB files (eft_test.json, ift_test.json, ...) to score the labels against")
     p.add_argument("-o", "--output", default=None, help="write JSONL with metadata.task added (default: print label<TAB>instruction)")
     p.add_argument("--field", default="instruction", help="field holding the instruction (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace an existing -o file")
     p.add_argument("--overwrite", action="store_true",
                    help="relabel records that already have metadata.task (the old label goes to metadata.gold_task)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="with 'agreement': only the first N instructions of each file")
@@ -87,7 +97,7 @@ def _usage_error(args: argparse.Namespace, message: str) -> int:
     parser = getattr(args, "_label_parser", None)
     if parser is not None:
         parser.error(message)  # prints the usage and exits 2, like any other bad argument
-    print(f"error: {message}", file=sys.stderr)
+    print(f"pie-retriever label: error: {message}", file=sys.stderr)
     return 2
 
 
@@ -99,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                                   f"(to score IEB files: label {AGREEMENT} IEB_FILE ...)")
     if args.limit is not None:
         return _usage_error(args, f"--limit is for 'label {AGREEMENT}' only")
-    return main(args.pool, args.output, field=args.field, overwrite=args.overwrite)
+    return main(args.pool, args.output, field=args.field, overwrite=args.overwrite, force=args.force)
 
 
 def _run_agreement(args: argparse.Namespace) -> int:

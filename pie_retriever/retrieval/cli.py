@@ -23,11 +23,12 @@ from typing import Any, Sequence
 from pie_retriever.encoders.transformer import POOLINGS
 from pie_retriever.errors import ConfigError
 from pie_retriever.index import INDEX_KINDS
+from pie_retriever.pool.formats import add_field_arguments, field_map_from_args
 from pie_retriever.retrieval.content import CONTENT_SCORERS, DEFAULT_CONTENT_SCORER, DEFAULT_CONTENT_WEIGHT
 
 __all__ = [
     "add_add_arguments", "add_delete_arguments", "add_index_arguments", "add_search_arguments",
-    "hit_record", "parse_filters", "read_queries", "run_add", "run_delete", "run_index", "run_search",
+    "hit_record", "parse_filters", "read_queries", "read_query_records", "run_add", "saved_encoder", "run_delete", "run_index", "run_search",
 ]
 
 
@@ -69,6 +70,7 @@ def add_index_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embed-fields", default="instruction", help="comma-separated fields to embed (default: %(default)s)")
     p.add_argument("--dedupe", action="store_true", help="skip demonstrations whose embedded text is already indexed")
     p.add_argument("--label-field", default=None, help="copy this field to metadata.task")
+    add_field_arguments(p)
     _add_threads_argument(p)
     p.add_argument("--content-weight", type=float, default=None, metavar="W",
                    help="the index's default content weight in [0, 1]: 0 = task match only (default: the library's, "
@@ -122,7 +124,7 @@ def run_index(args: argparse.Namespace) -> int:
     from pie_retriever.retrieval.persistence import check_save_target
 
     check_save_target(args.output)  # before the model loads and the pool is encoded
-    demos = load_pool(args.pool, label_field=args.label_field)
+    demos = load_pool(args.pool, label_field=args.label_field, fields=field_map_from_args(args))
     encoder = make_encoder(args.model or DEFAULT_MODEL, prompt=args.prompt, pooling=args.pooling)  # an ONNX folder: OnnxEncoder
     threads = apply_threads(args.threads, len(demos))
     start = time.perf_counter()
@@ -141,14 +143,23 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queries", metavar="FILE", default=None,
                    help="many queries, one model load, batched: a text file (one query per line), a JSONL/JSON pool "
                         "file (their instructions) or - for stdin; prints or writes JSON lines {query, hits}")
-    p.add_argument("-o", "--output", default=None, metavar="FILE", help="with --queries: write the JSON lines here (atomically)")
+    p.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="with --queries: write the JSON lines here (atomically; never an input or a file inside an index folder)")
+    p.add_argument("--force", action="store_true", help="replace an existing -o file")
     p.add_argument("-k", type=int, default=4, help="number of demonstrations (default: %(default)s)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of {rank, score, id, instruction, input, output, metadata}; rank is 1-based")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="metadata filter; repeat for several keys or values (quote values with |: 'task=write|poem')")
+                   help="metadata filter; repeat for several keys or values (quote values with |: 'task=write|poem'); "
+                        "VALUE matches the string and, when it reads as a JSON number, true, false or null, that value too "
+                        "(level=1 matches 1 and \"1\")")
+    p.add_argument("--filter-json", default=None, metavar="JSON",
+                   help="metadata filter as a JSON object, values of exact type: '{\"level\": [1, 2], \"task\": \"poem\"}'")
     p.add_argument("--min-score", type=float, default=None, help="drop hits with a cosine score below this")
-    p.add_argument("--mmr", action="store_true", help="diversify the hits with maximal marginal relevance")
+    p.add_argument("--mmr", action="store_true",
+                   help="diversify the hits with maximal marginal relevance, among the demonstrations of the query's task")
+    p.add_argument("--mmr-lambda", type=float, default=None, metavar="L",
+                   help="with --mmr: relevance/diversity trade-off in [0, 1], 1 = relevance only (default: 0.5)")
     p.add_argument("--content-weight", type=float, default=None, metavar="W",
                    help="mix content relevance into the ranking of the task candidates, in [0, 1] (default: the "
                         "index's own weight, 0 unless it was indexed with --content-weight)")
@@ -159,15 +170,40 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     _add_trust_arguments(p)
 
 
-def parse_filters(items: Sequence[str]) -> dict[str, list[str]] | None:
-    """``["task=a", "task=b", "topic=c"]`` → ``{"task": ["a", "b"], "topic": ["c"]}`` (None when empty)."""
-    filters: dict[str, list[str]] = {}
+def _typed(value: str) -> list[Any]:
+    """A --filter VALUE as the values it matches: the string, plus its JSON scalar when it is one ("1" → 1)."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return [value]
+    return [value, parsed] if parsed is None or isinstance(parsed, (bool, int, float)) else [value]
+
+
+def parse_filters(items: Sequence[str], json_text: str | None = None) -> dict[str, list[Any]] | None:
+    """``["task=a", "task=b", "level=1"]`` → ``{"task": ["a", "b"], "level": ["1", 1]}``, merged with the object of
+    ``--filter-json`` (its values keep their JSON types); None when both are empty."""
+    from pie_retriever.retrieval.filters import compile_filter
+
+    filters: dict[str, list[Any]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             msg = f"--filter expects KEY=VALUE, got {item!r} (quote values that hold | or spaces: --filter 'task=write|poem')."
             raise ConfigError(msg)
-        filters.setdefault(key, []).append(value)
+        filters.setdefault(key, []).extend(_typed(value))
+    if json_text is not None:
+        try:
+            given = json.loads(json_text)
+        except ValueError as exc:
+            msg = f"--filter-json is not valid JSON ({exc}); expected an object such as '{{\"level\": [1, 2]}}'."
+            raise ConfigError(msg) from None
+        if not isinstance(given, dict) or not given:
+            msg = f"--filter-json expects a non-empty JSON object {{key: value or [values]}}, got {json_text!r:.60}."
+            raise ConfigError(msg)
+        for key, value in given.items():
+            filters.setdefault(key, []).extend(value if isinstance(value, list) else [value])
+    if filters:
+        compile_filter(filters)  # a malformed filter fails before the model loads
     return filters or None
 
 
@@ -180,21 +216,38 @@ def hit_record(hit: Any) -> dict[str, Any]:
 
 def read_queries(path: str) -> list[str]:
     """Queries from a file: ``.jsonl``/``.json`` pool files give their instructions; any other file (or ``-``,
-    stdin) gives one query per non-empty line."""
+    stdin) gives one query per non-empty line (split on ``\\n`` only; a UTF-8 BOM is dropped)."""
+    return [r["query"] for r in read_query_records(path)]
+
+
+def read_query_records(path: str) -> list[dict[str, Any]]:
+    """:func:`read_queries` as records: ``{"query": ...}`` per line of a text file; for a pool file every field of
+    the demonstration (``id``, ``instruction``, ``input``, ``metadata``...) plus ``query`` = its instruction, so the
+    output of ``search --queries`` keeps what each input line had."""
     from pie_retriever.pool.pools import load_pool
 
     if path != "-" and Path(path).suffix.lower() in (".jsonl", ".json"):
-        return [d.instruction for d in load_pool(path)]
-    if path == "-":
-        text = sys.stdin.read()
-    else:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    queries = [line.strip() for line in text.splitlines() if line.strip()]
+        return [{**d.to_dict(), "query": d.instruction} for d in load_pool(path)]
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    text = _decode_utf8(data, "stdin" if path == "-" else path)
+    # str.splitlines() would also split on form feed, NEL, U+2028...: a query may hold those
+    queries = [line.strip() for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
     if not queries:
         msg = f"{path}: no queries (expected one per line, or a JSONL/JSON file of {{\"instruction\": ...}} records)."
         raise ConfigError(msg)
-    return queries
+    return [{"query": q} for q in queries]
+
+
+def _decode_utf8(data: bytes, where: str) -> str:
+    """``data`` as UTF-8 without a leading BOM; a decoding error names the file, line and column."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        msg = (f"{where}, line {line}, column {column}: not UTF-8 ({exc.reason}, byte {data[exc.start:exc.start + 1]!r}); "
+               "save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8).")
+        raise ConfigError(msg) from None
 
 
 def _check_output_file(path: str) -> None:
@@ -224,24 +277,30 @@ def _check_search_args(args: argparse.Namespace) -> None:
         msg = "-o/--output is for --queries; for one query redirect stdout (search DIR QUERY --json > hits.json)."
         raise ConfigError(msg)
     if args.output:
+        from pie_retriever._util import check_output_target
+
         _check_output_file(args.output)
+        check_output_target(args.output, inputs=(args.index_dir, args.queries), force=args.force)
     if args.content_query is not None and args.queries is not None:
         msg = "--content-query goes with one QUERY; with --queries each query is its own content query."
         raise ConfigError(msg)
 
 
-def _search_many(retriever: Any, queries: list[str], args: argparse.Namespace, options: dict[str, Any]) -> int:
+def _search_many(retriever: Any, queries: list[dict[str, Any]], args: argparse.Namespace, options: dict[str, Any]) -> int:
     from pie_retriever._threads import apply_threads
     from pie_retriever._util import atomic_write_text, check_int
 
     batch = check_int(args.batch_size, "--batch-size")
-    apply_threads(args.threads, len(queries))
+    if "torch" in sys.modules:  # a torch encoder (an ONNX one follows the same policy itself, without torch)
+        apply_threads(args.threads, len(queries))
+    elif args.threads is not None and hasattr(retriever.encoder, "threads"):
+        retriever.encoder.threads = args.threads
     start = time.perf_counter()
     lines = []
     for i in range(0, len(queries), batch):
         chunk = queries[i:i + batch]
-        for query, hits in zip(chunk, retriever.retrieve_batch(chunk, **options)):
-            lines.append(json.dumps({"query": query, "hits": [hit_record(h) for h in hits]}, ensure_ascii=False) + "\n")
+        for record, hits in zip(chunk, retriever.retrieve_batch([r["query"] for r in chunk], **options)):
+            lines.append(json.dumps({**record, "hits": [hit_record(h) for h in hits]}, ensure_ascii=False) + "\n")
         if not args.output:
             sys.stdout.write("".join(lines))
             lines = []
@@ -263,17 +322,56 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
         print(f"{h.rank + 1}. {h.score:.3f}{label} {h.demonstration.id}: {h.demonstration.instruction}")
 
 
+def _mmr_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--mmr-lambda L`` (checked before the model loads) turns MMR on with that trade-off."""
+    lam = getattr(args, "mmr_lambda", None)
+    if lam is None:
+        return {}
+    if not 0.0 <= lam <= 1.0:
+        msg = f"--mmr-lambda must be in [0, 1] (1 = relevance only), got {lam}."
+        raise ConfigError(msg)
+    return {"mmr": True, "mmr_lambda": lam}
+
+
+def _check_filter_keys(index_dir: str, filters: dict[str, list[Any]] | None) -> None:
+    """Unknown filter keys, found in the saved demonstrations before the model loads (the same error
+    ``retrieve`` raises); stops reading as soon as every key is seen. An unreadable folder is left to the load."""
+    from pie_retriever.errors import UnknownIdError
+    from pie_retriever.retrieval.manifest import DEMOS_FILE
+
+    if not filters:
+        return
+    wanted, known = set(filters), set()
+    try:
+        with open(Path(index_dir).expanduser() / DEMOS_FILE, encoding="utf-8") as fh:
+            for line in fh:
+                metadata = json.loads(line).get("metadata") if line.strip() else None
+                known.update(metadata if isinstance(metadata, dict) else ())
+                if wanted <= known:
+                    return
+    except (OSError, ValueError, AttributeError):
+        return
+    msg = f"Unknown metadata filter key(s) {sorted(wanted - known)}; keys present in the pool: {sorted(known) or 'none'}."
+    raise UnknownIdError(msg)
+
+
 def run_search(args: argparse.Namespace) -> int:
     from pie_retriever._threads import apply_threads
+    from pie_retriever._util import check_k
 
     _check_search_args(args)
-    options = {"k": args.k, "filter": parse_filters(args.filter), "min_score": args.min_score, "mmr": args.mmr,
-               "content_weight": args.content_weight}
-    queries = read_queries(args.queries) if args.queries is not None else None
+    check_k(args.k, "-k")  # before the model loads
+    options = {"k": args.k, "filter": parse_filters(args.filter, args.filter_json), "min_score": args.min_score, "mmr": args.mmr,
+               "content_weight": args.content_weight, **_mmr_options(args)}
+    queries = read_query_records(args.queries) if args.queries is not None else None
+    _check_filter_keys(args.index_dir, options["filter"])
     retriever = _load(args)
     if queries is not None:
         return _search_many(retriever, queries, args, options)
-    apply_threads(args.threads, 1)
+    if "torch" in sys.modules:  # a torch encoder; an ONNX one (encoders.runtime) takes one thread per query itself
+        apply_threads(args.threads, 1)
+    elif args.threads is not None and hasattr(retriever.encoder, "threads"):
+        retriever.encoder.threads = args.threads
     _print_hits(retriever.retrieve(args.query, content_query=args.content_query, **options), args.json)
     return 0
 
@@ -283,6 +381,7 @@ def add_add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("index_dir", metavar="INDEX", help="index folder written by `pie-retriever index` (updated atomically)")
     p.add_argument("pool", help="pool file of demonstrations to add (same formats as `index`)")
     p.add_argument("--label-field", default=None, help="copy this field to metadata.task")
+    add_field_arguments(p)
     _add_threads_argument(p)
     _add_trust_arguments(p)
 
@@ -293,7 +392,7 @@ def run_add(args: argparse.Namespace) -> int:
     from pie_retriever.retrieval.persistence import check_save_target
 
     check_save_target(args.index_dir)
-    demos = load_pool(args.pool, label_field=args.label_field)
+    demos = load_pool(args.pool, label_field=args.label_field, fields=field_map_from_args(args))
     retriever = _load(args)
     before = len(retriever)
     apply_threads(args.threads, len(demos))
@@ -321,6 +420,13 @@ def run_delete(args: argparse.Namespace) -> int:
     path = retriever.save(args.index_dir)
     print(f"Deleted {removed} demonstrations; {len(retriever)} left → {path}", file=sys.stderr)
     return 0
+
+
+def saved_encoder(index_dir: str | Path) -> Any:
+    """A stand-in encoder for ``PIERetriever.load(index_dir, encoder=...)`` when nothing will be embedded (delete,
+    the downstream tools on stored vectors): the saved config, fingerprint and dim, no model loaded. None when the
+    folder has no manifest (the load then says what is missing)."""
+    return _saved_encoder(str(index_dir))
 
 
 def _saved_encoder(index_dir: str) -> Any:

@@ -146,7 +146,7 @@ def encode_with_ray(encoder: Encoder, texts: Sequence[str], *, workers: int = 2,
     plan = plan_batches(encoder, texts)
     with _ray(address, workers) as ray:
         ray.data.DataContext.get_current().enable_progress_bars = bool(show_progress)
-        if not show_progress:
+        if logging.getLogger().getEffectiveLevel() > logging.INFO:  # Ray Data's INFO lines flood a terminal; -v keeps them
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         items = [{"positions": group, "texts": [texts[i] for i in group]} for group in plan]
         blocks = max(1, min(len(items), 4 * workers))  # enough blocks for every actor to get work

@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from pie_retriever._util import library_versions
+from pie_retriever._util import apply_default_permissions, library_versions
 from pie_retriever.errors import EncoderMismatchError, IndexLoadError, IndexSaveError
 from pie_retriever.retrieval.manifest import (
     DEMOS_FILE,
@@ -261,6 +261,7 @@ def save_retriever(retriever: Any, path: str | os.PathLike) -> Path:
 def _swap(tmp: Path, target: Path) -> None:
     backup = None
     if target.exists():
+        apply_default_permissions(tmp, like=target)  # overwriting keeps the folder's and its files' modes
         backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(target, backup)
     os.rename(tmp, target)
@@ -322,10 +323,16 @@ def _read_folder(folder: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     return manifest, files
 
 
-def _check_encoder(encoder: Any, saved: dict[str, Any], fingerprint: str, dim: int, folder: Path) -> Any:
-    """Build the encoder of the (already policy-checked) config ``saved`` unless one is given; check it matches."""
+def _check_encoder(encoder: Any, saved: dict[str, Any], fingerprint: str, dim: int, folder: Path, runtime: str | None = None) -> Any:
+    """Build the encoder of the (already policy-checked) config ``saved`` unless one is given; check it matches.
+    ``runtime`` (``encoder_runtime``): a transformer encoder may be served by its fp32 ONNX export
+    (:mod:`pie_retriever.encoders.runtime`)."""
     from pie_retriever.encoders.base import encoder_from_config
 
+    if encoder is None:
+        from pie_retriever.encoders.runtime import query_encoder
+
+        encoder = query_encoder(saved, fingerprint, runtime)
     if encoder is None:
         try:
             encoder = encoder_from_config(saved)
@@ -347,16 +354,19 @@ def _check_encoder(encoder: Any, saved: dict[str, Any], fingerprint: str, dim: i
 
 
 def load_retriever(cls: type, path: str | os.PathLike, encoder: Any = None, *, trust_remote_code: bool | None = None,
-                   allow_remote: Any = None) -> Any:
+                   allow_remote: Any = None, encoder_runtime: str | None = None) -> Any:
     """Load a folder written by :func:`save_retriever` into a new ``cls`` instance.
 
     The folder is untrusted: its manifest is checked against the caller's :class:`~pie_retriever.retrieval.trust.LoadPolicy`
     (``trust_remote_code``, ``allow_remote``; ``None`` reads the caller's environment) before any encoder or
-    index is built."""
+    index is built. ``encoder_runtime`` (``"auto"``/``"torch"``/``"onnx"``, ``None``: ``$PIE_ENCODER_RUNTIME``
+    else auto) picks what encodes queries of a transformer-encoder index (:mod:`pie_retriever.encoders.runtime`)."""
+    from pie_retriever.encoders.runtime import resolve_runtime
     from pie_retriever.index import index_from_files
     from pie_retriever.retrieval.trust import LoadPolicy, check_encoder_config, check_index_options
 
     policy = LoadPolicy.resolve(trust_remote_code, allow_remote)
+    runtime = resolve_runtime(encoder_runtime)  # a bad value fails before any reading
 
     folder = Path(path).expanduser().absolute()
     if not folder.exists():
@@ -378,7 +388,7 @@ def load_retriever(cls: type, path: str | os.PathLike, encoder: Any = None, *, t
     demos = parse_demonstrations(files.pop(DEMOS_FILE), manifest, folder)
     index = index_from_files(manifest["index"]["kind"], files, manifest["dim"], manifest["index"]["options"])
     validate_data(manifest, demos, index, folder)
-    encoder = _check_encoder(encoder, config, fingerprint, manifest["dim"], folder)
+    encoder = _check_encoder(encoder, config, fingerprint, manifest["dim"], folder, runtime)
     weight, scorer = _load_content(manifest, files, demos, folder)
     retriever = cls(encoder, index=index, embed_fields=manifest["embed_fields"], dedupe=manifest["dedupe"],
                     content_weight=weight, content_scorer=scorer)

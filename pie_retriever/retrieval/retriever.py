@@ -35,7 +35,8 @@ from pie_retriever.retrieval.content import (
     check_content_weight,
     make_content_scorer,
 )
-from pie_retriever.retrieval.filters import FilterSpec, MetadataFilter, compile_filter
+from pie_retriever.retrieval.filters import FilterSpec, MetadataColumns, MetadataFilter, compile_filter
+from pie_retriever.retrieval.mmr import DEFAULT_MMR_LAMBDA
 from pie_retriever.types import EMBED_FIELDS, Demonstration, Hit, check_embed_fields, check_storable, fresh_id
 
 __all__ = ["DEFAULT_CONTENT_SCORER", "DEFAULT_CONTENT_WEIGHT", "EMBED_FIELDS", "FilterSpec", "PIERetriever"]
@@ -323,13 +324,14 @@ class PIERetriever:
         if flt is None:
             return None
         if isinstance(flt, MetadataFilter):
-            known: set[str] = set()
-            for d in self._demos.values():
-                known.update(d.metadata)
+            columns = self.__dict__.setdefault("_columns", MetadataColumns())  # atomic under the GIL; built lazily
+            columns.sync(self._demos, self._next_label)
+            known = columns.keys()
             unknown = sorted(flt.keys() - known)
             if unknown:
                 msg = f"Unknown metadata filter key(s) {unknown}; keys present in the pool: {sorted(known) or 'none'}."
                 raise UnknownIdError(msg)
+            return columns.allowed(flt)
         return np.array([label for label, d in self._demos.items() if flt(d)], dtype=np.int64)
 
     def retrieve(
@@ -340,7 +342,7 @@ class PIERetriever:
         filter: FilterSpec = None,
         min_score: float | None = None,
         mmr: bool = False,
-        mmr_lambda: float = 0.5,
+        mmr_lambda: float = DEFAULT_MMR_LAMBDA,
         fetch_k: int | None = None,
         content_weight: float | None = None,
         content_query: str | None = None,
@@ -372,7 +374,7 @@ class PIERetriever:
         filter: FilterSpec = None,
         min_score: float | None = None,
         mmr: bool = False,
-        mmr_lambda: float = 0.5,
+        mmr_lambda: float = DEFAULT_MMR_LAMBDA,
         fetch_k: int | None = None,
         content_weight: float | None = None,
         content_queries: Sequence[str] | None = None,
@@ -435,12 +437,20 @@ class PIERetriever:
         """Search, re-rank (content, then MMR) and build hits for encoded queries. Runs under the read lock."""
         allowed = self._allowed(flt)
         available = len(self._demos) if allowed is None else len(allowed)
+        if allowed is not None and available == 0:
+            # One line on stderr (logging's last-resort handler when none is set up), no source line.
+            logger.warning(self._columns.explain(flt) if isinstance(flt, MetadataFilter) else "No demonstration passes the filter predicate.")
+            return [[] for _ in range(len(qv))]
         if k > available and not self._warned_short:
-            where = "the pool" if allowed is None else "the demonstrations that pass the filter"
-            warnings.warn(f"k={k} is larger than {where} ({available}); returning all {available}.", stacklevel=4)
+            if allowed is None:
+                warnings.warn(f"k={k} is larger than the pool ({available}); returning all {available}.", stacklevel=4)
+            else:
+                logger.warning("k=%d is larger than the demonstrations that pass the filter (%d); returning all %d.", k, available, available)
             self._warned_short = True
         if available == 0:
             return [[] for _ in range(len(qv))]
+        if allowed is not None and available == len(self._demos):
+            allowed = None  # the filter passes every demonstration: search unrestricted
         search_k = min(available, max(fetch_k or 0, 4 * k, 20)) if mmr or content else min(k, available)
         if isinstance(flt, MetadataFilter) and self.index.supports_metadata:  # scale hook: push the filter down
             scores, labels = self.index.search(qv, search_k, allowed=allowed, where=flt)
@@ -469,17 +479,10 @@ class PIERetriever:
         return hits
 
     def _mmr(self, labels: np.ndarray, scores: np.ndarray, k: int, lam: float) -> list[int]:
-        vectors = self.index.reconstruct(labels)
-        sim = vectors @ vectors.T
-        chosen: list[int] = [0]
-        rest = list(range(1, len(labels)))
-        while len(chosen) < k and rest:
-            redundancy = sim[np.ix_(rest, chosen)].max(axis=1)
-            value = lam * scores[rest] - (1.0 - lam) * redundancy
-            pick = rest[int(np.argmax(value))]
-            chosen.append(pick)
-            rest.remove(pick)
-        return chosen
+        """MMR within the task band (:mod:`pie_retriever.retrieval.mmr`): diversity that keeps the task."""
+        from pie_retriever.retrieval.mmr import mmr_order
+
+        return mmr_order(self.index.reconstruct(labels), scores, k, lam)
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -496,7 +499,7 @@ class PIERetriever:
 
     @classmethod
     def load(cls, path: str | os.PathLike, encoder: Any = None, *, trust_remote_code: bool | None = None,
-             allow_remote: Any = None) -> PIERetriever:
+             allow_remote: Any = None, encoder_runtime: str | None = None) -> PIERetriever:
         """Load a saved folder. Rebuilds the encoder from the manifest unless one is given; either way the
         encoder's fingerprint must match the one the index was built with. Every file is read once,
         checked against the manifest's sha256 and validated before use.
@@ -504,10 +507,16 @@ class PIERetriever:
         The folder is untrusted input (:mod:`pie_retriever.retrieval.trust`): nothing it names runs, is contacted
         or is sent a key unless the caller allows it. ``trust_remote_code=True`` allows model code and engine
         options beyond the safe list; ``allow_remote=True`` (or a list of URLs) lets the manifest's server URL
-        or Milvus URI be used. ``None`` reads ``$PIE_TRUST_REMOTE_CODE`` / ``$PIE_ALLOW_REMOTE``, else False."""
+        or Milvus URI be used. ``None`` reads ``$PIE_TRUST_REMOTE_CODE`` / ``$PIE_ALLOW_REMOTE``, else False.
+
+        ``encoder_runtime``: ``"auto"`` (``None`` reads ``$PIE_ENCODER_RUNTIME``, else auto) encodes the queries of a
+        transformer-encoder index (the default model's) with its fp32 ONNX export, same fingerprint, built once into
+        the cache, so no torch is imported; ``"torch"`` keeps torch; ``"onnx"`` fails rather than fall back
+        (:mod:`pie_retriever.encoders.runtime`)."""
         from pie_retriever.retrieval.persistence import load_retriever
 
-        return load_retriever(cls, path, encoder, trust_remote_code=trust_remote_code, allow_remote=allow_remote)
+        return load_retriever(cls, path, encoder, trust_remote_code=trust_remote_code, allow_remote=allow_remote,
+                              encoder_runtime=encoder_runtime)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[tuple[dict[int, Demonstration], int]]:

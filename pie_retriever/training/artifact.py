@@ -10,10 +10,20 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from pie_retriever.encoders.artifact import ARTIFACT_MANIFEST, ARTIFACT_TYPES, FILES, FORMAT_NAME, FORMAT_VERSION, read_manifest
+from pie_retriever.encoders.artifact import (
+    ARTIFACT_MANIFEST,
+    ARTIFACT_TYPES,
+    FILES,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    PEFT_CONFIG,
+    PEFT_FILE,
+    PEFT_PREFIX,
+    read_manifest,
+)
 from pie_retriever.errors import ArtifactError
 
-__all__ = ["ARTIFACT_TYPES", "ArtifactError", "artifact_size", "read_manifest", "save_artifact"]
+__all__ = ["ARTIFACT_TYPES", "ArtifactError", "artifact_size", "peft_config", "read_manifest", "save_artifact"]
 
 
 def save_artifact(
@@ -67,7 +77,7 @@ def save_artifact(
                 msg = "lora_config with a 'scaling' entry (alpha / r) is required with lora weights."
                 raise ArtifactError(msg)
             meta["lora"] = dict(lora_config)
-        meta["files"] = _write_tensors(tmp, store, lora=lora, delta=delta, head=head)
+        meta["files"] = _write_tensors(tmp, store, lora=lora, delta=delta, head=head, lora_config=lora_config, base=base)
         meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         meta.update(dict(extra or {}))
         (tmp / ARTIFACT_MANIFEST).write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n")
@@ -78,8 +88,20 @@ def save_artifact(
     return output_dir
 
 
+def peft_config(lora: Mapping[str, tuple[Any, Any]], lora_config: Mapping[str, Any], base: str) -> dict[str, Any]:
+    """The ``adapter_config.json`` of a LoRA: what ``peft.LoraConfig`` needs to rebuild the adapter (rank, alpha from
+    the scaling, the adapted module names); ``base_model_name_or_path`` is the artifact's base model spec."""
+    r = int(lora_config.get("r") or next(iter(lora.values()))[0].shape[0])
+    alpha = lora_config.get("alpha") or float(lora_config.get("scaling", 1.0)) * r
+    return {"peft_type": "LORA", "task_type": None, "base_model_name_or_path": base, "inference_mode": True,
+            "r": r, "lora_alpha": alpha, "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False,
+            "target_modules": sorted({name.rsplit(".", 1)[-1] for name in lora}), "modules_to_save": None,
+            "init_lora_weights": True, "use_rslora": False, "use_dora": False}
+
+
 def _write_tensors(folder: Path, store: Any, *, lora: Mapping[str, tuple[Any, Any]] | None,
-                   delta: Mapping[str, Any] | None, head: Any | None) -> dict[str, str]:
+                   delta: Mapping[str, Any] | None, head: Any | None, lora_config: Mapping[str, Any] | None = None,
+                   base: str = "") -> dict[str, str]:
     """Write the LoRA / delta / head safetensors files into ``folder``; returns ``{kind: file name}``."""
     from safetensors.torch import save_file
 
@@ -90,10 +112,11 @@ def _write_tensors(folder: Path, store: Any, *, lora: Mapping[str, tuple[Any, An
     if lora:
         tensors = {}
         for mod, (a, b) in lora.items():
-            tensors[f"{mod}.lora_A"] = stored(a)
-            tensors[f"{mod}.lora_B"] = stored(b)
-        save_file(tensors, str(folder / FILES["lora"]))
-        files["lora"] = FILES["lora"]
+            tensors[f"{PEFT_PREFIX}{mod}.lora_A.weight"] = stored(a)
+            tensors[f"{PEFT_PREFIX}{mod}.lora_B.weight"] = stored(b)
+        save_file(tensors, str(folder / PEFT_FILE))
+        (folder / PEFT_CONFIG).write_text(json.dumps(peft_config(lora, lora_config or {}, base), indent=2) + "\n")
+        files["lora"] = PEFT_FILE
     if delta:
         save_file({k: stored(v) for k, v in delta.items()}, str(folder / FILES["delta"]))
         files["delta"] = FILES["delta"]
@@ -108,9 +131,9 @@ def _write_tensors(folder: Path, store: Any, *, lora: Mapping[str, tuple[Any, An
 
 def _move_into_place(tmp: Path, output_dir: Path) -> None:
     """Make ``tmp`` readable and rename it to ``output_dir``, replacing an existing folder."""
-    for f in tmp.iterdir():
-        f.chmod(0o644)
-    tmp.chmod(0o755)
+    from pie_retriever._util import apply_default_permissions
+
+    apply_default_permissions(tmp, like=output_dir)  # the umask's modes (0644/0755 under 022); a replaced folder's kept
     if output_dir.exists():
         old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
         output_dir.rename(old)

@@ -121,7 +121,11 @@ def _run_pool(args: argparse.Namespace, targs: Any) -> int:
         source = ("each other, leave-one-out (labels unseen in training)" if rep.get("split_by") == "label" and not args.eval_queries
                   else f"the {res.base['pool']} training instructions")
         print(f"Task match on {where} ({rep['eval_labels']} labels), retrieving from {source}:")
-        for name, m in (("base  " + targs.base_model, res.base), ("tuned " + str(res.output_dir), res.tuned)):
+        rows = [("base  " + targs.base_model, res.base)]
+        if res.default:  # the model a user gets without training: the row the tuned one has to beat
+            rows.append(("shipped default " + res.default["model"], res.default))
+        rows.append(("tuned " + str(res.output_dir), res.tuned))
+        for name, m in rows:
             print(f"  {name}: P@1 {m['p@1']:.3f}  P@4 {m['p@4']:.3f}  MRR@10 {m['mrr@10']:.3f}")
     print(f"Loss curve: {res.loss_png}; report: {res.output_dir / 'pool_eval.json'}", file=sys.stderr)
     return 0

@@ -29,7 +29,7 @@ from pie_retriever.training.data import LabelledSet, labelled_set_from_pool, spl
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["POOL_DEFAULTS", "PoolTrainResult", "plot_losses", "task_match", "train_on_pool"]
+__all__ = ["POOL_DEFAULTS", "PoolTrainResult", "moving_average", "plot_losses", "task_match", "train_on_pool"]
 
 #: Overrides of the ``default`` recipe for a small pool (hundreds to a few thousand instructions): epochs
 #: instead of 320 fixed steps, smaller batches. ``--set``/``overrides`` win over these.
@@ -51,6 +51,8 @@ class PoolTrainResult:
     seconds: dict[str, float]
     losses: list[float] = field(default_factory=list)
     loss_png: Path | None = None
+    #: the same evaluation with the library's shipped default model (the one a user gets without training)
+    default: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -85,6 +87,16 @@ def task_match(model: Any, pool: LabelledSet, queries: LabelledSet | None = None
             "mrr@10": round(float(np.mean(1.0 / first)), 4), "queries": len(queries), "pool": len(pool) - loo}
 
 
+def moving_average(values: Sequence[float], beta: float = 0.9) -> list[float]:
+    """Exponential moving average with Adam's bias correction: ``m_t = beta·m_(t-1) + (1-beta)·v_t`` from
+    ``m_0 = 0``, reported as ``m_t / (1 - beta^t)``, so the first steps' large losses do not hold the curve up."""
+    out, m = [], 0.0
+    for t, v in enumerate(values, start=1):
+        m = beta * m + (1.0 - beta) * float(v)
+        out.append(m / (1.0 - beta**t))
+    return out
+
+
 def plot_losses(losses: Sequence[float], path: str | Path, *, title: str = "training loss") -> Path:
     """Write a PNG of the per-step loss and its moving average (matplotlib, Agg backend)."""
     import matplotlib
@@ -95,11 +107,7 @@ def plot_losses(losses: Sequence[float], path: str | Path, *, title: str = "trai
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     steps = range(1, len(losses) + 1)
     ax.plot(steps, losses, color="#9bb7d4", linewidth=1, label="loss per step")
-    ema, smooth = None, []
-    for v in losses:
-        ema = v if ema is None else 0.9 * ema + 0.1 * v
-        smooth.append(ema)
-    ax.plot(steps, smooth, color="#1f4e79", linewidth=2, label="moving average (0.9)")
+    ax.plot(steps, moving_average(losses), color="#1f4e79", linewidth=2, label="moving average (0.9, bias-corrected)")
     ax.set(xlabel="step", ylabel="InfoNCE loss", title=title)
     ax.legend()
     fig.tight_layout()
@@ -169,13 +177,23 @@ def train_on_pool(
     result = train(args, output_dir, data=train_set, data_report=report, progress=progress)
     t1 = time.perf_counter()
     tuned = task_match(str(result.output_dir), pool, queries) if evaluate else {}
+    default = _default_match(args, pool, queries) if evaluate else {}
     seconds = {"data_and_base_eval": round(t_base, 1), "train": round(result.seconds, 1),
                "tuned_eval": round(time.perf_counter() - t1, 1), "total": round(time.perf_counter() - t0, 1)}
     out = PoolTrainResult(output_dir=Path(result.output_dir), base=base, tuned=tuned, data_report=result.data_report,
-                          steps=result.steps, seconds=seconds, losses=result.losses)
+                          steps=result.steps, seconds=seconds, losses=result.losses, default=default)
     out.loss_png = _plot_quietly(result.losses, out.output_dir / LOSS_PNG)
     atomic_write_text(out.output_dir / REPORT_FILE, json.dumps({**out.to_dict(), "training": args.to_dict()}, indent=2))
     return out
+
+
+def _default_match(args: TrainingArguments, pool: LabelledSet, queries: LabelledSet | None) -> dict[str, Any]:
+    """Task match of the shipped default model on the same queries (what training has to beat), with its name."""
+    from pie_retriever.encoders.models import DEFAULT_MODEL
+
+    if args.base_model == DEFAULT_MODEL:
+        return {}
+    return {"model": DEFAULT_MODEL, **task_match(DEFAULT_MODEL, pool, queries)}
 
 
 def _base_encoder(args: TrainingArguments) -> Any:

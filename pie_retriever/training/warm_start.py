@@ -42,7 +42,7 @@ def init_adapter(model: Any, args: Any) -> dict[str, Any]:
     """
     import torch
 
-    from pie_retriever.encoders.artifact import read_manifest
+    from pie_retriever.encoders.artifact import lora_pairs, read_manifest
 
     folder = resolve_adapter(args.init_adapter)
     meta = read_manifest(folder)
@@ -52,7 +52,7 @@ def init_adapter(model: Any, args: Any) -> dict[str, Any]:
     path = folder / (meta.get("files") or {}).get("lora", "lora.safetensors")
     from safetensors.torch import load_file
 
-    tensors = load_file(str(path))
+    pairs = lora_pairs(load_file(str(path)), str(path))  # either layout: PEFT's or the older one
     prefix = "base_model.model."
     copied = 0
     with torch.no_grad():
@@ -60,7 +60,7 @@ def init_adapter(model: Any, args: Any) -> dict[str, Any]:
             if not (hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {})):
                 continue
             clean = name[len(prefix):] if name.startswith(prefix) else name
-            a, b = tensors.get(f"{clean}.lora_A"), tensors.get(f"{clean}.lora_B")
+            a, b = pairs.get(clean, (None, None))
             target_a, target_b = module.lora_A["default"].weight, module.lora_B["default"].weight
             if a is None or b is None or a.shape != target_a.shape or b.shape != target_b.shape:
                 msg = (f"init_adapter {folder} has no matching LoRA pair for module {clean!r} (rank {args.lora_r}, shapes "

@@ -198,3 +198,36 @@ def test_projection_head_becomes_a_dense_module(tmp_path):
 
     assert json.loads((out / "pie_export.json").read_text())["identical_vectors"] is False
     assert "weights_fingerprint" not in resolve_model(out).extra
+
+
+def test_export_keeps_its_prompt_in_sentence_transformers(tmp_path, capsys):
+    """Issue 29 item 8: a prefix prompt travels as the folder's default prompt; one it cannot express is refused."""
+    from sentence_transformers import SentenceTransformer
+
+    from pie_retriever.cli import main
+    from pie_retriever.encoders.transformer import TransformerEncoder
+
+    template = "Task of this instruction: {instruction}"
+    out = tmp_path / "prefixed"
+    assert main(["export", "minilm", "-o", str(out), "--prompt", template]) == 0
+    st = json.loads((out / "config_sentence_transformers.json").read_text())
+    assert st["prompts"]["query"] == "Task of this instruction: " and st["default_prompt_name"] == "query"
+    vectors = SentenceTransformer(str(out), device="cpu").encode(TEXTS, normalize_embeddings=True)  # no prompt_name=
+    reference = TransformerEncoder("minilm", prompt=template, precision="fp32").encode(TEXTS)
+    assert (vectors * reference).sum(1).min() >= 0.9999
+    readme = (out / "README.md").read_text()
+    assert "library_name: sentence-transformers" in readme and 'SentenceTransformer("prefixed")' in readme
+    assert "applies the prompt itself" in readme
+
+    capsys.readouterr()
+    assert main(["export", "minilm", "-o", str(tmp_path / "pie"), "--prompt", "pie"]) == 1
+    err = capsys.readouterr().err
+    assert "has text after {instruction}" in err and "--client-prompt" in err
+    assert not (tmp_path / "pie").exists()
+    assert main(["export", "minilm", "-o", str(tmp_path / "pie"), "--prompt", "pie", "--client-prompt"]) == 0
+    assert "The client must apply the prompt" in (tmp_path / "pie" / "README.md").read_text()
+
+
+def test_every_export_kind_has_a_model_card(exported):
+    readme = (exported / "README.md").read_text()
+    assert readme.startswith("---\nlibrary_name: sentence-transformers") and "pie-minilm" in readme and "p@4" in readme

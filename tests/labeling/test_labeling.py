@@ -242,13 +242,13 @@ def test_main_never_overwrites_a_label_unless_asked(tmp_path: Path, capsys: pyte
     metas = [json.loads(line)["metadata"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert metas == [{"task": "compose|poem"}, {"task": "why|knowledge"}, {"task": "summarize|article"}]
     assert "added 2 labels to 3 instructions; kept 1 existing labels" in capsys.readouterr().err
-    assert main(str(pool), str(out), overwrite=True) == 0
+    assert main(str(pool), str(out), overwrite=True, force=True) == 0  # the output exists now: --force
     meta = json.loads(out.read_text(encoding="utf-8").splitlines()[0])["metadata"]
     assert meta == {"task": "write|poem", "gold_task": "compose|poem"}
     assert "added 2 labels to 3 instructions; overwrote 1 (old ones in metadata.gold_task), 0 unchanged" in capsys.readouterr().err
     from pie_retriever.cli import main as cli_main
 
-    assert cli_main(["label", str(pool), "-o", str(out), "--overwrite"]) == 0
+    assert cli_main(["label", str(pool), "-o", str(out), "--overwrite", "--force"]) == 0
     assert json.loads(out.read_text(encoding="utf-8").splitlines()[0])["metadata"]["gold_task"] == "compose|poem"
 
 

@@ -95,7 +95,9 @@ def test_tiny_pool_training_reports_base_and_tuned(tmp_path, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "Task match on 20 held-out instructions" in printed and "base  minilm: P@1" in printed and "tuned " in printed
+    assert "shipped default pie-minilm-lc: P@1" in printed  # the row the tuned model has to beat
     report = json.loads((out / "pool_eval.json").read_text())
+    assert report["default"]["model"] == "pie-minilm-lc" and report["default"]["queries"] == 20
     assert report["steps"] == 3 and set(report["base"]) >= {"p@1", "p@4", "mrr@10"} and report["tuned"]["queries"] == 20
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG" and (out / "pie_artifact.json").is_file()
     # the split path from Python
@@ -104,3 +106,15 @@ def test_tiny_pool_training_reports_base_and_tuned(tmp_path, capsys):
     res = train_on_pool(load_bundled_pool(), tmp_path / "run2", eval_split=0.25,
                         overrides={"max_steps": 2, "lora_r": 4, "batch_size": 8, "threads": 1}, progress=False)
     assert res.data_report["eval"] == "split" and res.base["queries"] == res.data_report["eval_instructions"] > 30
+
+
+def test_the_loss_curves_moving_average_is_bias_corrected():
+    from pie_retriever.training.pool import moving_average
+
+    # a loss that falls fast from 4 to 0.5 and stays: after 20 steps the average must read near 0.5, not be held up
+    # by the first steps (the uncorrected EMA started at 4.0 read 0.995 here; corrected: 0.579)
+    losses = [4.0, 2.0] + [0.5] * 18
+    smooth = moving_average(losses)
+    assert smooth[0] == pytest.approx(4.0)
+    assert smooth[-1] < 0.65
+    assert moving_average([1.0] * 5) == pytest.approx([1.0] * 5)  # a constant stays constant from step 1

@@ -359,3 +359,42 @@ def test_auto_precision_is_fp32_without_native_bf16(monkeypatch):
     assert resolve_training_precision("auto") == "fp32"
     assert resolve_training_precision("fp32") == "fp32"
     assert resolve_training_precision("auto", device="cuda") == "bf16"
+
+
+def test_lora_artifact_is_a_peft_adapter_and_the_old_layout_still_loads(tmp_path):
+    """Training writes LoRA as a PEFT adapter folder: ``PeftModel.from_pretrained`` loads it and gives the same
+    outputs as the library's own merge; an artifact in the older ``lora.safetensors`` layout (the shipped models)
+    still loads."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    from safetensors.torch import save_file
+
+    from pie_retriever.encoders.artifact import apply_artifact
+    from pie_retriever.training.artifact import save_artifact
+
+    torch.manual_seed(1)
+    names = [f"encoder.layer.{i}.attention.self.{m}" for i in range(2) for m in ("query", "value")]
+    lora = {n: (torch.randn(4, 16) * 0.3, torch.randn(16, 4) * 0.3) for n in names}
+    path = save_artifact(tmp_path / "art", base="minilm", prompt="pie", pooling="mean", lora=lora,
+                         lora_config={"r": 4, "alpha": 8, "scaling": 2.0})
+    config = json.loads((path / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 4 and config["lora_alpha"] == 8
+    assert sorted(config["target_modules"]) == ["query", "value"]
+    ids = torch.tensor([[1, 5, 7, 9, 2]])
+    ours, _ = apply_artifact(_tiny_bert().eval(), path)
+    theirs = peft.PeftModel.from_pretrained(_tiny_bert().eval(), str(path)).eval()
+    with torch.no_grad():
+        a, b = ours(input_ids=ids).last_hidden_state, theirs(input_ids=ids).last_hidden_state
+        base = _tiny_bert().eval()(input_ids=ids).last_hidden_state
+    assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(a, base, atol=1e-2)  # the adapter changes the model
+
+    old = tmp_path / "old"
+    old.mkdir()
+    save_file({f"{n}.{part}": t.half() for n, (x, y) in lora.items() for part, t in (("lora_A", x), ("lora_B", y))},
+              str(old / "lora.safetensors"))
+    (old / "pie_artifact.json").write_text(json.dumps({"format": "pie-artifact", "version": 1, "base": "minilm", "type": "lora",
+                                                       "prompt": "pie", "pooling": "mean", "files": {"lora": "lora.safetensors"},
+                                                       "lora": {"r": 4, "alpha": 8, "scaling": 2.0}}))
+    legacy, _ = apply_artifact(_tiny_bert().eval(), old)
+    with torch.no_grad():
+        assert torch.allclose(legacy(input_ids=ids).last_hidden_state, a, atol=1e-4)

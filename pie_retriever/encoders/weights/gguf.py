@@ -327,11 +327,9 @@ def _set_config_dtype(config: object, dtype: str) -> None:
 
 def _make_readable(folder: Path) -> None:
     """mkdtemp creates 0700 folders and safetensors may write 0600 files: apply the usual umask modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.iterdir():
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+    from pie_retriever._util import apply_default_permissions
+
+    apply_default_permissions(folder)
 
 
 def _check_chat_template(source_tokenizer: object, out: Path) -> None:

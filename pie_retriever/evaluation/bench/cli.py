@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "load average exceeds the core count, where 2 threads mostly wait for each other; else torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", default="results", help="where <name>.json goes (default: %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing <out-dir>/<name>.json (in the checkout: the shipped results); without it "
+                        "the run stops before it starts")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -102,9 +105,12 @@ def execute(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
 
     Results are checkpointed after each section into ``<out_dir>/.<name>.partial.json`` (removed at the end).
     """
+    from pie_retriever._util import check_output_target
     from pie_retriever.evaluation.bench.runner import run_benchmark, save_results
 
     cfg = config_from_args(args)
+    check_output_target(Path(cfg.out_dir) / f"{cfg.name}.json", force=bool(getattr(args, "force", False)),
+                        flag="--out-dir/--name")  # before minutes of work, not after
     started = time.perf_counter()
 
     def log(msg: str) -> None:

@@ -25,8 +25,10 @@ import hashlib
 import math
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 from pie_retriever._util import DEFAULT_K
@@ -105,32 +107,36 @@ def contains_answer(prediction: str, gold: str) -> bool:
     return re.search(r"(?<![\w])" + re.escape(g) + r"(?![\w])", p) is not None
 
 
-def _rouge_tokens(text: str) -> list[str]:
-    # rouge-score's default tokenizer: lowercase, non-alphanumerics become spaces, no stemming.
-    return re.sub(r"[^a-z0-9]+", " ", str(text).lower()).split()
+@lru_cache(maxsize=1)
+def _rouge_scorer() -> Any:
+    from pie_retriever.errors import require
+
+    rouge = require("rouge_score.rouge_scorer", "bench", "ROUGE-L of the ICL benchmark")
+    # rouge-score imports absl, whose handler keeps the sys.stderr of import time (a test's capture, later closed):
+    # let it write to whatever sys.stderr is when it logs.
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().python_handler.stream = _CurrentStderr()
+    return rouge.RougeScorer(["rougeL"], use_stemmer=False)
 
 
-def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
-    if not a or not b:
-        return 0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0] * (len(b) + 1)
-        for j, y in enumerate(b, start=1):
-            cur[j] = prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1])
-        prev = cur
-    return prev[-1]
+class _CurrentStderr:
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def close(self) -> None:  # logging's shutdown closes handler streams; sys.stderr is not ours to close
+        pass
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 on lowercased alphanumeric tokens (same numbers as ``rouge_score``'s ``rougeL`` without
-    stemming; implemented here so the harness needs no extra package)."""
-    p, r = _rouge_tokens(prediction), _rouge_tokens(reference)
-    lcs = _lcs(p, r)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(p), lcs / len(r)
-    return 2 * precision * recall / (precision + recall)
+    """ROUGE-L F1 by ``rouge-score`` (``rougeL``, its default tokenizer: lowercase alphanumeric tokens, no stemming)."""
+    return float(_rouge_scorer().score(str(reference), str(prediction))["rougeL"].fmeasure)
 
 
 # -- baseline "retrievers" -------------------------------------------------------------------------
