@@ -173,6 +173,9 @@ def format_report(report: dict[str, Any], model: str, baseline: str | None) -> s
 def run_select(args: argparse.Namespace) -> int:
     check_output(args.output, ".jsonl", args=args, inputs=[args.pool])
     check_output(args.report, ".json", args=args, inputs=[args.pool, args.output])
+    if args.report and args.labels == "none" and args.method != "task-quota":
+        msg = f"--report {args.report}: the report measures task coverage and needs task labels; drop --labels none."
+        raise ConfigError(msg)
     items, t_encode = load(args.pool, args)
     labels = labels_of(items, args) if args.method == "task-quota" or args.labels != "none" else None
     start = time.perf_counter()

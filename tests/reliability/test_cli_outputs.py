@@ -100,6 +100,13 @@ def test_select_and_compress_refuse_their_input_and_the_index(work, capsys, no_m
     assert (work / "pool.jsonl").read_bytes() == pool_bytes and (work / "old.jsonl").read_text() == "x\n"
 
 
+def test_select_report_without_labels_is_refused_before_the_model_loads(work, capsys, no_model):
+    """`select --report F --labels none` used to exit 0 and write no report (the report measures task coverage)."""
+    _fails(["select", str(work / "pool.jsonl"), "--budget", "2", "-o", str(work / "s.jsonl"), "--report",
+            str(work / "s.json"), "--labels", "none"], capsys, "needs task labels")
+    assert not (work / "s.json").exists() and not (work / "s.jsonl").exists()
+
+
 def test_map_html_and_tasks_and_compare_refuse_existing_outputs(work, capsys, no_model):
     (work / "map.html").write_text("<p>old</p>", encoding="utf-8")
     _fails(["map", str(work / "pool.jsonl"), "-o", str(work / "map.png"), "--html"], capsys, "map.html", "already exists")
