@@ -102,6 +102,9 @@ def create_app(config: ServiceConfig, keys: KeyRing | None = None) -> Any:
                           description="Task-matched few-shot demonstrations and prompts over HTTP. See docs/service.md.")
     app.state.pie = state
     add_routes(app, state)
+    from pie_retriever.service.explorer import add_explorer_routes
+
+    add_explorer_routes(app, state)  # GET /explorer and the endpoints its views use (docs/explorer.md)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

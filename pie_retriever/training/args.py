@@ -40,13 +40,9 @@ def resolve_training_precision(precision: str, device: str = "cpu") -> str:
         return precision
     if device != "cpu":
         return "bf16"
-    import torch
+    from pie_retriever.encoders.transformer import bf16_is_native
 
-    from pie_retriever.encoders.transformer import cpu_has_native_bf16
-
-    # the flags say what the CPU has; torch's kernel level what it uses (ATEN_CPU_CAPABILITY=avx2 caps it)
-    kernels = torch.backends.cpu.get_cpu_capability()
-    return "bf16" if cpu_has_native_bf16() and kernels not in ("DEFAULT", "NO AVX", "AVX2") else "fp32"
+    return "bf16" if bf16_is_native() else "fp32"
 
 
 def _choice(name: str, value: Any, registry: Mapping[str, str]) -> None:
