@@ -22,6 +22,10 @@ $(VENV)/.core-installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(VENV)/.core-installed
+	# the browser tests' headless Chromium, from Debian's packages (never a browser download); root only
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } || \
+		echo "WARNING: chromium/chromium-driver not installed (apt-get as root); the browser tests will be skipped"
 	$(PIP) install -e ".[langchain,train,bench,serve,parquet,onnx,scale,dspy,llamaindex,downstream,mpnet,dev]"
 	touch $@
 
@@ -51,7 +55,7 @@ test: $(VENV)/.vllm-installed
 test-fast: $(VENV)/.dev-installed
 	$(PY) scripts/machine_info.py
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -ra -m "not slow and not vllm and not milvus and not ray and not service"
+	$(PY) -m pytest -ra -m "not slow and not vllm and not milvus and not ray and not service and not browser"
 
 # Lint only (ruff: pyflakes, pycodestyle, import order, bugbear) and the one-way import check.
 lint: $(VENV)/.dev-installed

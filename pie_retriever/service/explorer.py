@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field
 from pie_retriever.service import schemas as s
 from pie_retriever.service.routes import _check_writable, _records, _scope_guard
 
+logger = logging.getLogger(__name__)
 STATIC = Path(__file__).with_name("static")
 PAGE_FILES = {"explorer.js": "text/javascript", "explorer.css": "text/css"}
 MAX_COLOURS = 20  # at most this many labels get their own colour; the rest are "other"
@@ -97,6 +99,13 @@ class ExplorerCache:
         with self._lock:
             self._bm25[name] = (key, built)
         return built
+
+    def warm(self, name: str, retriever: Any) -> None:
+        """Build BM25 ahead of the first query; a failure (an empty pool) is left for that query to report."""
+        try:
+            self.bm25(name, retriever)
+        except Exception as exc:  # a warm-up never fails a request
+            logger.debug("explorer: BM25 warm-up of %s skipped (%s)", name, exc)
 
     def map(self, name: str, retriever: Any) -> dict[str, Any]:
         key = _state_key(retriever)
@@ -186,7 +195,9 @@ def add_explorer_routes(app: FastAPI, state: Any) -> None:
     run = asyncio.get_running_loop
 
     @app.get("/explorer", response_class=HTMLResponse, include_in_schema=False)
-    def explorer_page() -> Any:
+    async def explorer_page() -> Any:
+        for name, slot in list(state.registry.slots.items()):  # warm BM25 (bm25s import + index) while the page loads
+            run().run_in_executor(None, cache.warm, name, slot.retriever)
         return FileResponse(STATIC / "explorer.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/explorer/static/{file}", include_in_schema=False)
