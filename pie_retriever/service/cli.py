@@ -39,5 +39,8 @@ def run(args: argparse.Namespace) -> int:
                            read_only=args.read_only)
     app = create_app(config, keys)
     logger.info("Serving %s on %s:%d (%s)", sorted(config.indexes), args.host, args.port, "keys on" if keys else "no keys")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    # keep-alive longer than the time a request may wait under load (and than a load balancer's idle timeout):
+    # with uvicorn's 5 s a pooled client connection idle behind a long queue could be closed as it was reused
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_graceful_shutdown=30,
+                timeout_keep_alive=75)
     return 0
