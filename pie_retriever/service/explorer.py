@@ -85,20 +85,28 @@ class ExplorerCache:
         self._bm25: dict[str, tuple[Any, Any]] = {}
         self._map: dict[str, tuple[Any, dict[str, Any]]] = {}
 
+    def _cached(self, store: dict[str, tuple[Any, Any]], name: str, retriever: Any, build: Any) -> Any:
+        """``store[name]`` when it was built from the retriever's current pool state, else ``build()`` (outside the
+        lock: a build may take a while, and two racing builds of the same state give the same result)."""
+        key = _state_key(retriever)
+        with self._lock:
+            cached = store.get(name)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        built = build()
+        with self._lock:
+            store[name] = (key, built)
+        return built
+
     def bm25(self, name: str, retriever: Any) -> Any:
         from pie_retriever.retrieval.bm25 import BM25Retriever
 
-        key = _state_key(retriever)
-        with self._lock:
-            cached = self._bm25.get(name)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-        with retriever.snapshot() as (demos, _):
-            pool = [demos[label] for label in sorted(demos)]
-        built = BM25Retriever(pool, embed_fields=getattr(retriever, "embed_fields", ("instruction",)))
-        with self._lock:
-            self._bm25[name] = (key, built)
-        return built
+        def build() -> Any:
+            with retriever.snapshot() as (demos, _):
+                pool = [demos[label] for label in sorted(demos)]
+            return BM25Retriever(pool, embed_fields=getattr(retriever, "embed_fields", ("instruction",)))
+
+        return self._cached(self._bm25, name, retriever, build)
 
     def warm(self, name: str, retriever: Any) -> None:
         """Build BM25 ahead of the first query; a failure (an empty pool) is left for that query to report."""
@@ -108,19 +116,15 @@ class ExplorerCache:
             logger.debug("explorer: BM25 warm-up of %s skipped (%s)", name, exc)
 
     def map(self, name: str, retriever: Any) -> dict[str, Any]:
-        key = _state_key(retriever)
-        with self._lock:
-            cached = self._map.get(name)
-            if cached is not None and cached[0] == key:
-                return cached[1]
-        with retriever.snapshot() as (demos, _):
-            labels = sorted(demos)
-            pool = [demos[label] for label in labels]
-            vectors = np.asarray(retriever.index.reconstruct(np.asarray(labels, dtype=np.int64)), dtype=np.float32) if labels else np.zeros((0, 2))
-        built = project(pool, vectors)
-        with self._lock:
-            self._map[name] = (key, built)
-        return built
+        def build() -> dict[str, Any]:
+            with retriever.snapshot() as (demos, _):
+                labels = sorted(demos)
+                pool = [demos[label] for label in labels]
+                vectors = (np.asarray(retriever.index.reconstruct(np.asarray(labels, dtype=np.int64)), dtype=np.float32)
+                           if labels else np.zeros((0, 2)))
+            return project(pool, vectors)
+
+        return self._cached(self._map, name, retriever, build)
 
 
 def project(pool: list[Any], vectors: np.ndarray) -> dict[str, Any]:

@@ -12,20 +12,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))  # the service tests' server harness
 
-from service_harness import MODEL, pool_path
+from service_harness import build_pool_index, module_server
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="session")
 def browser_index(tmp_path_factory) -> Path:
-    from pie_retriever import PIERetriever
-    from pie_retriever.encoders import make_encoder
-    from pie_retriever.pool.pools import load_pool
-
-    folder = tmp_path_factory.mktemp("explorer-built") / "pool"
-    PIERetriever.from_demonstrations(load_pool(pool_path()), make_encoder(MODEL)).save(folder)
-    return folder
+    return build_pool_index(tmp_path_factory.mktemp("explorer-built") / "pool")
 
 
 @pytest.fixture
@@ -33,6 +27,12 @@ def index_copy(browser_index, tmp_path) -> Path:
     folder = tmp_path / "pool"
     shutil.copytree(browser_index, folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def server(browser_index, tmp_path_factory):
+    """One server per test module over a module-private copy of the index."""
+    yield from module_server(browser_index, tmp_path_factory.mktemp("explorer-module") / "pool")
 
 
 @pytest.fixture(scope="module")

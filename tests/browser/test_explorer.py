@@ -60,17 +60,6 @@ def shot(drv, name: str) -> None:
     assert path.stat().st_size < 300_000, f"{path} is {path.stat().st_size} bytes"
 
 
-@pytest.fixture(scope="module")
-def server(browser_index, tmp_path_factory):
-    import shutil
-
-    folder = tmp_path_factory.mktemp("explorer-module") / "pool"
-    shutil.copytree(browser_index, folder)
-    srv = Server([folder]).start()
-    yield srv
-    srv.stop()
-
-
 def test_playground_pie_vs_bm25_and_timings(driver, server):
     from pie_retriever.pool.pools import load_bundled_queries
 

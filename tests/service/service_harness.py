@@ -32,6 +32,26 @@ def pool_path() -> str:
     return str(importlib.resources.files("pie_retriever.pool") / "data" / "demo_pool.jsonl")
 
 
+def build_pool_index(folder: Path) -> Path:
+    """The bundled pool (249 demonstrations) indexed with the ONNX encoder and saved to ``folder``."""
+    from pie_retriever import PIERetriever
+    from pie_retriever.encoders import make_encoder
+    from pie_retriever.pool.pools import load_pool
+
+    PIERetriever.from_demonstrations(load_pool(pool_path()), make_encoder(MODEL)).save(folder)
+    return folder
+
+
+def module_server(built: Path, folder: Path):
+    """A fixture body: a server over a private copy of ``built`` at ``folder``, stopped after the module."""
+    import shutil
+
+    shutil.copytree(built, folder)
+    srv = Server([folder]).start()
+    yield srv
+    srv.stop()
+
+
 class Server:
     """A server subprocess: ``start()`` waits for /readyz (bounded), ``kill()`` is kill -9, ``stop()`` SIGTERM."""
 
